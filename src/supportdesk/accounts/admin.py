@@ -1,0 +1,54 @@
+from django.contrib import admin
+
+from supportdesk.accounts.models import ApiToken, Application, Environment, Organization, User
+from supportdesk.accounts.services import deactivate_user
+
+
+class ApplicationInline(admin.TabularInline[Application, Organization]):
+    model = Application
+    extra = 0
+
+
+class EnvironmentInline(admin.TabularInline[Environment, Application]):
+    model = Environment
+    extra = 0
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin[Organization]):
+    search_fields = ("name",)
+    inlines = (ApplicationInline,)
+
+
+@admin.register(Application)
+class ApplicationAdmin(admin.ModelAdmin[Application]):
+    list_display = ("name", "organization")
+    list_filter = ("organization",)
+    inlines = (EnvironmentInline,)
+
+
+@admin.register(Environment)
+class EnvironmentAdmin(admin.ModelAdmin[Environment]):
+    list_display = ("name", "application")
+
+
+@admin.register(User)
+class UserAdmin(admin.ModelAdmin[User]):
+    list_display = ("email", "name", "role", "organization", "is_active")
+    list_filter = ("role", "is_active", "organization")
+    search_fields = ("email", "name")
+    fields = ("email", "name", "role", "organization", "time_zone", "is_active", "last_login")
+    readonly_fields = ("last_login",)
+
+    def save_model(self, request: object, obj: User, form: object, change: bool) -> None:
+        """Deactivating here must end sessions and tokens, as the service does."""
+        was_active = change and User.objects.filter(pk=obj.pk, is_active=True).exists()
+        super().save_model(request, obj, form, change)  # type: ignore[arg-type]
+        if was_active and not obj.is_active:
+            deactivate_user(obj)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin[ApiToken]):
+    list_display = ("prefix", "user", "read_only", "created_at", "expires_at", "revoked_at")
+    readonly_fields = ("digest", "prefix", "created_at", "last_used_at")

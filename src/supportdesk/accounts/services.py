@@ -1,0 +1,138 @@
+"""Changes to organizations, users and tokens; every channel (CLI, admin, web) calls these."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import zoneinfo
+from datetime import timedelta
+
+from django.contrib.sessions.models import Session
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from supportdesk.accounts.models import ApiToken, Organization, Role, User
+from supportdesk.errors import InvalidChange, NotFound
+
+TOKEN_PREFIX = "sd_"
+
+
+def get_or_create_organization(name: str) -> Organization:
+    name = name.strip()
+    if not name:
+        raise InvalidChange("An organization needs a name.", field="org")
+    existing = Organization.objects.filter(name__iexact=name).first()
+    return existing or Organization.objects.create(name=name)
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+@transaction.atomic
+def create_user(
+    *,
+    email: str,
+    role: str,
+    password: str,
+    organization: Organization | None = None,
+    name: str = "",
+    time_zone: str = "UTC",
+) -> User:
+    """Create a user; customers must belong to an organization.
+
+    Raises InvalidChange for a missing organization, an unknown role or zone, or an email
+    that is taken in any letter case.
+    """
+    email = User.objects.normalize_email(email.strip())
+    if "@" not in email or "\x00" in email:
+        raise InvalidChange(f"{email!r} is not an email address.", field="email")
+    if role not in Role.values:
+        raise InvalidChange(f"Unknown role {role!r}.", field="role")
+    if role == Role.CUSTOMER and organization is None:
+        raise InvalidChange("A customer must belong to an organization.", field="org")
+    if time_zone not in zoneinfo.available_timezones():
+        raise InvalidChange(f"Unknown time zone {time_zone!r}.", field="time_zone")
+    if User.objects.filter(email__iexact=email).exists():
+        raise InvalidChange(f"A user with the email {email} exists already.", field="email")
+    try:
+        with transaction.atomic():
+            return User.objects.create_user(
+                email, password, role=role, organization=organization, name=name,
+                time_zone=time_zone,
+            )
+    except IntegrityError:
+        raise InvalidChange(f"A user with the email {email} exists already.", field="email") from None
+
+
+def find_user(email: str) -> User:
+    try:
+        return User.objects.get(email__iexact=email.strip())
+    except User.DoesNotExist:
+        raise NotFound(f"No user with the email {email}.", field="email") from None
+
+
+@transaction.atomic
+def deactivate_user(user: User) -> User:
+    """Deactivate and end every session and token at once, not at their expiry."""
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    user.api_tokens.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+    end_sessions(user)
+    return user
+
+
+def end_sessions(user: User) -> int:
+    """Delete the user's stored sessions (the auth backend also refuses inactive users)."""
+    ended = 0
+    for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
+        if session.get_decoded().get("_auth_user_id") == str(user.pk):
+            session.delete()
+            ended += 1
+    return ended
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(
+    user: User, *, read_only: bool = False, expires_days: int | None = None, name: str = ""
+) -> tuple[ApiToken, str]:
+    """Return the token row and the secret, which is shown once and never stored."""
+    if expires_days is not None and expires_days <= 0:
+        raise InvalidChange("--expires must be a positive number of days.", field="expires")
+    if not user.is_active:
+        raise InvalidChange(f"{user.email} is deactivated.", field="email")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires_at = timezone.now() + timedelta(days=expires_days) if expires_days else None
+    token = ApiToken.objects.create(
+        user=user, name=name, digest=token_digest(secret), prefix=secret[:10],
+        read_only=read_only, expires_at=expires_at,
+    )
+    return token, secret
+
+
+def revoke_token(token: ApiToken) -> ApiToken:
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+    return token
+
+
+def authenticate_token(secret: str) -> ApiToken | None:
+    """The usable token for a bearer secret, or None for unknown, revoked, expired or a
+    deactivated user's."""
+    try:
+        token = ApiToken.objects.select_related("user").get(digest=token_digest(secret))
+    except ApiToken.DoesNotExist:
+        return None
+    return token if token.is_usable() else None
+
+
+def set_time_zone(user: User, time_zone: str) -> User:
+    if time_zone not in zoneinfo.available_timezones():
+        raise InvalidChange(f"Unknown time zone {time_zone!r}.", field="time_zone")
+    user.time_zone = time_zone
+    user.save(update_fields=["time_zone"])
+    return user

@@ -1,0 +1,32 @@
+"""Domain errors: they know nothing of HTTP or mail; each adapter maps them once."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error a service raises on purpose; `field` names the input at fault."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFound(DomainError):
+    """Missing, or not visible to the acting user: the two look the same on purpose."""
+
+
+class Forbidden(DomainError):
+    """The user may see the object but not make this change."""
+
+
+class InvalidChange(DomainError):
+    """The change breaks a rule (bad value, wrong state)."""
+
+
+class Conflict(DomainError):
+    """The change was made from a stale copy; `changed` names what moved since."""
+
+    def __init__(self, message: str, *, changed: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.changed = changed or []

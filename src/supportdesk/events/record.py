@@ -1,0 +1,46 @@
+"""Write the history row of a change inside the caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+
+from supportdesk.events.models import Event, EventKind, Via
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.db.models import Model
+
+
+def record(
+    ticket: Model,
+    kind: EventKind,
+    *,
+    acting_user: AbstractBaseUser | None,
+    via: Via,
+    changes: Mapping[str, Any] | None = None,
+    version: int,
+    is_internal: bool = False,
+    actor_email: str = "",
+    response: Model | None = None,
+) -> Event:
+    """Write one Event row; must run inside the change's transaction.
+
+    Raises RuntimeError outside a transaction: an event committed apart from its change could
+    announce a change that rolled back, which is exactly what the outbox exists to prevent.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("record() must be called inside the change's transaction.")
+    return Event.objects.create(
+        ticket=ticket,
+        kind=kind,
+        actor=acting_user,
+        actor_email=actor_email,
+        via=via,
+        changes=dict(changes or {}),
+        version=version,
+        is_internal=is_internal,
+        response=response,
+    )

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class TicketsConfig(AppConfig):
+    name = "supportdesk.tickets"
+    verbose_name = "Tickets"

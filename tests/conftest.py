@@ -1,0 +1,71 @@
+"""Personas and shared fixtures.
+
+alice is a support engineer, bob and carol are customers of two organizations: carol must
+never see anything of bob's. dave is an admin.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.factories import make_app, make_org, make_user
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip on a developer's machine when a prerequisite is missing; fail in CI."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: missing prerequisites fail instead of skipping)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path):
+    """Uploads of each test go to its own directory."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "files")},
+        },
+    }
+
+
+@pytest.fixture
+def acme(db):
+    return make_org("Acme")
+
+
+@pytest.fixture
+def globex(db):
+    return make_org("Globex")
+
+
+@pytest.fixture
+def shop(acme):
+    return make_app(acme, "Shop")
+
+
+@pytest.fixture
+def alice(db):
+    return make_user("alice@supportdesk.test", role="agent", name="Alice Agent")
+
+
+@pytest.fixture
+def dave(db):
+    return make_user("dave@supportdesk.test", role="admin", name="Dave Admin")
+
+
+@pytest.fixture
+def bob(acme):
+    return make_user("bob@acme.test", org=acme, name="Bob Customer")
+
+
+@pytest.fixture
+def carol(globex):
+    return make_user("carol@globex.test", org=globex, name="Carol Other")

@@ -1,0 +1,13 @@
+"""Settings for the test run: the real settings, read with test-friendly environment.
+
+Fast password hashing, the `testserver` host, static files without a manifest, and a
+throwaway data directory unless the caller chose one.
+"""
+
+import os
+import tempfile
+
+os.environ.setdefault("SUPPORTDESK_TESTING", "true")
+os.environ.setdefault("SUPPORTDESK_HOME", tempfile.mkdtemp(prefix="supportdesk-test-"))
+
+from supportdesk.settings import *  # noqa: E402, F403
