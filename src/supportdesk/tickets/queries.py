@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from django.db.models import Prefetch, Q, QuerySet
 
-from supportdesk.accounts.models import User
+from supportdesk.accounts.models import Application, Environment, Role, User
 from supportdesk.events.models import Event
 from supportdesk.tickets.access import access_ticket, can_see_internal, visible_tickets
 from supportdesk.tickets.models import (
@@ -19,7 +19,9 @@ from supportdesk.tickets.models import (
     Priority,
     Response,
     Status,
+    Tag,
     Ticket,
+    TicketType,
 )
 
 PANEL_VIEWS = {"open": OPEN_STATUSES, "closed": DONE_STATUSES, "all": None}
@@ -40,7 +42,12 @@ class TicketFilter:
 
 def _list_columns(tickets: QuerySet[Ticket]) -> QuerySet[Ticket]:
     return tickets.select_related(
-        "type", "priority", "organization", "requester", "assignee", "last_updated_by",
+        "type",
+        "priority",
+        "organization",
+        "requester",
+        "assignee",
+        "last_updated_by",
         "application",
     ).prefetch_related("tags")
 
@@ -100,8 +107,16 @@ def ticket_page(user: User, number: int) -> Ticket:
     ticket = access_ticket(user, number)
     return (
         Ticket.objects.select_related(
-            "type", "priority", "organization", "requester", "created_by", "last_updated_by",
-            "assignee", "application", "problem", "problem__type",
+            "type",
+            "priority",
+            "organization",
+            "requester",
+            "created_by",
+            "last_updated_by",
+            "assignee",
+            "application",
+            "problem",
+            "problem__type",
         )
         .prefetch_related("tags", "environments", "ccs")
         .get(pk=ticket.pk)
@@ -131,3 +146,42 @@ def history(user: User, ticket: Ticket) -> QuerySet[Event]:
 
 def offered_priorities() -> QuerySet[Priority]:
     return Priority.objects.filter(is_hidden=False).order_by("rank", "name")
+
+
+def offered_types() -> QuerySet[TicketType]:
+    return TicketType.objects.filter(is_hidden=False).order_by("rank", "name")
+
+
+def offered_tags() -> QuerySet[Tag]:
+    return Tag.objects.order_by("name")
+
+
+def applications_for(organization_id: int | None) -> QuerySet[Application]:
+    """Applications a ticket of this organization may name; None (an agent who has not
+    chosen a customer yet) means every organization's, labelled by organization."""
+    applications = Application.objects.select_related("organization")
+    if organization_id is not None:
+        applications = applications.filter(organization_id=organization_id)
+    return applications.order_by("organization__name", "name", "id")
+
+
+def environments_for(
+    organization_id: int | None, application_id: int | None = None
+) -> QuerySet[Environment]:
+    """Environments of the organization's applications (all organizations' for None),
+    narrowed to one application when given."""
+    environments = Environment.objects.select_related("application", "application__organization")
+    if organization_id is not None:
+        environments = environments.filter(application__organization_id=organization_id)
+    if application_id is not None:
+        environments = environments.filter(application_id=application_id)
+    return environments.order_by(
+        "application__organization__name", "application__name", "name", "id"
+    )
+
+
+def active_agents() -> QuerySet[User]:
+    """Who a ticket can be assigned to."""
+    return User.objects.filter(is_active=True, role__in=[Role.AGENT, Role.ADMIN]).order_by(
+        "name", "email"
+    )

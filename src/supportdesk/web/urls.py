@@ -1,3 +1,27 @@
+"""Web pages. The names are used by templates, tests and redirects: keep them stable."""
+
 from django.urls import path
 
-urlpatterns: list[object] = []
+from supportdesk.web.views import agent, auth, health, panel, profile, ticket_forms, tickets
+
+urlpatterns = [
+    path("", auth.home, name="home"),
+    path("login/", auth.login_view, name="login"),
+    path("logout/", auth.logout_view, name="logout"),
+    path("profile/", profile.profile, name="profile"),
+    path("healthz", health.healthz, name="healthz"),
+    path("tickets/", panel.panel, name="panel"),
+    path("tickets/new/", ticket_forms.new_ticket, name="ticket_new"),
+    path("tickets/environments/", ticket_forms.environment_options, name="environment_options"),
+    path("tickets/<int:number>/", tickets.ticket_detail, name="ticket"),
+    path("tickets/<int:number>/edit/", ticket_forms.edit_ticket, name="ticket_edit"),
+    path("tickets/<int:number>/respond/", tickets.respond, name="ticket_respond"),
+    path("tickets/<int:number>/reopen/", tickets.reopen, name="ticket_reopen"),
+    path("tickets/<int:number>/close/", tickets.close, name="ticket_close"),
+    path(
+        "tickets/<int:number>/attachments/<int:attachment_id>/",
+        tickets.download_attachment,
+        name="ticket_attachment",
+    ),
+    path("agent/<str:queue>/", agent.agent_queue, name="agent_queue"),
+]

@@ -1,0 +1,1 @@
+"""Forms check the shape of input (types, lengths, no NUL bytes); rules stay in services."""

@@ -1,0 +1,30 @@
+"""Login and profile forms."""
+
+from __future__ import annotations
+
+from django import forms
+
+from supportdesk.accounts.models import TIME_ZONES
+
+
+class LoginForm(forms.Form):
+    email = forms.CharField(
+        label="Email",
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "username", "autofocus": True}),
+    )
+    password = forms.CharField(
+        label="Password",
+        max_length=1024,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+
+
+class ProfileForm(forms.Form):
+    name = forms.CharField(label="Name", max_length=200, required=False)
+    time_zone = forms.ChoiceField(
+        label="Time zone",
+        choices=[(zone, zone) for zone in TIME_ZONES],
+        help_text="Times on every page are shown in this zone.",
+    )
