@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from django.apps import apps as django_apps
 
+from supportdesk.tickets.vocabularies import ensure_builtins
 from tests.factories import make_app, make_org, make_user
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -22,6 +24,17 @@ def require(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: missing prerequisites fail instead of skipping)")
     pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _builtin_vocabularies(request, django_db_blocker):
+    """Transactional tests (live server, races) end with a flush that also deletes the rows
+    the data migration made; put the built-in types, priorities and tags back for the next."""
+    yield
+    if not ({"transactional_db", "live_server"} & set(request.fixturenames)):
+        return
+    with django_db_blocker.unblock():
+        ensure_builtins(django_apps)
 
 
 @pytest.fixture(autouse=True)

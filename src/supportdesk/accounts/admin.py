@@ -1,4 +1,7 @@
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 
 from supportdesk.accounts.models import ApiToken, Application, Environment, Organization, User
 from supportdesk.accounts.services import deactivate_user
@@ -40,10 +43,10 @@ class UserAdmin(admin.ModelAdmin[User]):
     fields = ("email", "name", "role", "organization", "time_zone", "is_active", "last_login")
     readonly_fields = ("last_login",)
 
-    def save_model(self, request: object, obj: User, form: object, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
         """Deactivating here must end sessions and tokens, as the service does."""
         was_active = change and User.objects.filter(pk=obj.pk, is_active=True).exists()
-        super().save_model(request, obj, form, change)  # type: ignore[arg-type]
+        super().save_model(request, obj, form, change)
         if was_active and not obj.is_active:
             deactivate_user(obj)
 

@@ -19,7 +19,7 @@ class EmailBackend(ModelBackend):
         **kwargs: Any,
     ) -> User | None:
         email = username or kwargs.get("email")
-        if not email or not password:
+        if not email or not password or "\x00" in email:  # PostgreSQL cannot even look NUL up
             return None
         try:
             user = User.objects.get(email__iexact=email)

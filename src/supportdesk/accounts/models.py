@@ -21,9 +21,7 @@ class Organization(models.Model):
 
     class Meta:
         ordering = ("name",)
-        constraints = [
-            models.UniqueConstraint(Lower("name"), name="organization_name_unique_ci"),
-        ]
+        constraints = (models.UniqueConstraint(Lower("name"), name="organization_name_unique_ci"),)
 
     def __str__(self) -> str:
         return self.name
@@ -37,11 +35,11 @@ class Application(models.Model):
 
     class Meta:
         ordering = ("name",)
-        constraints = [
+        constraints = (
             models.UniqueConstraint(
                 fields=["organization", "name"], name="application_name_unique_in_org"
             ),
-        ]
+        )
 
     def __str__(self) -> str:
         return self.name
@@ -55,11 +53,11 @@ class Environment(models.Model):
 
     class Meta:
         ordering = ("name",)
-        constraints = [
+        constraints = (
             models.UniqueConstraint(
                 fields=["application", "name"], name="environment_name_unique_in_app"
             ),
-        ]
+        )
 
     def __str__(self) -> str:
         return self.name
@@ -75,9 +73,7 @@ class UserManager(BaseUserManager["User"]):
     def get_by_natural_key(self, username: str | None) -> User:
         return self.get(email__iexact=username or "")
 
-    def create_user(
-        self, email: str, password: str | None = None, **fields: Any
-    ) -> User:
+    def create_user(self, email: str, password: str | None = None, **fields: Any) -> User:
         user = self.model(email=self.normalize_email(email), **fields)
         user.set_password(password)
         user.save(using=self._db)
@@ -106,7 +102,7 @@ class User(AbstractBaseUser):
     is_active = models.BooleanField(default=True)
     date_joined = models.DateTimeField(default=timezone.now)
 
-    objects: ClassVar[UserManager] = UserManager()  # type: ignore[assignment]
+    objects: ClassVar[UserManager] = UserManager()
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
@@ -114,13 +110,13 @@ class User(AbstractBaseUser):
 
     class Meta:
         ordering = ("email",)
-        constraints = [
+        constraints = (
             models.UniqueConstraint(Lower("email"), name="user_email_unique_ci"),
             models.CheckConstraint(
                 condition=~models.Q(role="customer") | models.Q(organization__isnull=False),
                 name="customer_has_organization",
             ),
-        ]
+        )
 
     def __str__(self) -> str:
         return self.display_name
@@ -162,7 +158,9 @@ class ApiToken(models.Model):
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100, blank=True)
     digest = models.CharField(max_length=64, unique=True)
-    prefix = models.CharField(max_length=12, help_text="The first characters, to tell tokens apart.")
+    prefix = models.CharField(
+        max_length=12, help_text="The first characters, to tell tokens apart."
+    )
     read_only = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(null=True, blank=True)

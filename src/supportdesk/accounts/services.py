@@ -8,21 +8,62 @@ import zoneinfo
 from datetime import timedelta
 
 from django.contrib.sessions.models import Session
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from supportdesk.accounts.models import ApiToken, Organization, Role, User
 from supportdesk.errors import InvalidChange, NotFound
 
-TOKEN_PREFIX = "sd_"
+TOKEN_PREFIX = "sd_"  # noqa: S105  (a public marker that tells tokens apart, not a secret)
+NAME_MAX = 200
+EMAIL_MAX = 254
+
+
+def clean_name(value: object, *, field: str, max_length: int = NAME_MAX) -> str:
+    """A one-line name as typed; NUL and lone surrogates refused (no database stores them),
+    and the column's length checked here (PostgreSQL enforces it, SQLite does not)."""
+    if not isinstance(value, str):
+        raise InvalidChange(f"{field} must be text.", field=field)
+    if "\x00" in value or not _encodable(value):
+        raise InvalidChange(f"{field} contains an invalid character.", field=field)
+    value = " ".join(value.split())
+    if len(value) > max_length:
+        raise InvalidChange(f"{field} is longer than {max_length} characters.", field=field)
+    return value
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def clean_user_email(value: object) -> str:
+    email = User.objects.normalize_email(clean_name(value, field="email", max_length=EMAIL_MAX))
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise InvalidChange(f"{email!r} is not an email address.", field="email") from None
+    return email
 
 
 def get_or_create_organization(name: str) -> Organization:
-    name = name.strip()
+    """The organization with this name in any letter case, created when missing."""
+    name = clean_name(name, field="org")
     if not name:
         raise InvalidChange("An organization needs a name.", field="org")
     existing = Organization.objects.filter(name__iexact=name).first()
-    return existing or Organization.objects.create(name=name)
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            return Organization.objects.create(name=name)
+    except IntegrityError:  # created meanwhile by another process
+        return Organization.objects.get(name__iexact=name)
 
 
 def generate_password() -> str:
@@ -41,31 +82,37 @@ def create_user(
 ) -> User:
     """Create a user; customers must belong to an organization.
 
-    Raises InvalidChange for a missing organization, an unknown role or zone, or an email
-    that is taken in any letter case.
+    Raises InvalidChange for a missing organization, an unknown role or zone, a bad name, or
+    an email that is taken in any letter case.
     """
-    email = User.objects.normalize_email(email.strip())
-    if "@" not in email or "\x00" in email:
-        raise InvalidChange(f"{email!r} is not an email address.", field="email")
+    email = clean_user_email(email)
+    name = clean_name(name, field="name")
     if role not in Role.values:
         raise InvalidChange(f"Unknown role {role!r}.", field="role")
     if role == Role.CUSTOMER and organization is None:
         raise InvalidChange("A customer must belong to an organization.", field="org")
     if time_zone not in zoneinfo.available_timezones():
         raise InvalidChange(f"Unknown time zone {time_zone!r}.", field="time_zone")
+    taken = InvalidChange(f"A user with the email {email} exists already.", field="email")
     if User.objects.filter(email__iexact=email).exists():
-        raise InvalidChange(f"A user with the email {email} exists already.", field="email")
+        raise taken
     try:
         with transaction.atomic():
             return User.objects.create_user(
-                email, password, role=role, organization=organization, name=name,
+                email,
+                password,
+                role=role,
+                organization=organization,
+                name=name,
                 time_zone=time_zone,
             )
-    except IntegrityError:
-        raise InvalidChange(f"A user with the email {email} exists already.", field="email") from None
+    except IntegrityError:  # the same email in another case, created meanwhile
+        raise taken from None
 
 
 def find_user(email: str) -> User:
+    if "\x00" in email or not _encodable(email):
+        raise NotFound(f"No user with the email {email!r}.", field="email")
     try:
         return User.objects.get(email__iexact=email.strip())
     except User.DoesNotExist:
@@ -93,7 +140,7 @@ def end_sessions(user: User) -> int:
 
 
 def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def create_token(
@@ -104,11 +151,16 @@ def create_token(
         raise InvalidChange("--expires must be a positive number of days.", field="expires")
     if not user.is_active:
         raise InvalidChange(f"{user.email} is deactivated.", field="email")
+    name = clean_name(name, field="name", max_length=100)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires_at = timezone.now() + timedelta(days=expires_days) if expires_days else None
     token = ApiToken.objects.create(
-        user=user, name=name, digest=token_digest(secret), prefix=secret[:10],
-        read_only=read_only, expires_at=expires_at,
+        user=user,
+        name=name,
+        digest=token_digest(secret),
+        prefix=secret[:10],
+        read_only=read_only,
+        expires_at=expires_at,
     )
     return token, secret
 
@@ -131,8 +183,14 @@ def authenticate_token(secret: str) -> ApiToken | None:
 
 
 def set_time_zone(user: User, time_zone: str) -> User:
+    return update_profile(user, name=user.name, time_zone=time_zone)
+
+
+def update_profile(user: User, *, name: str, time_zone: str) -> User:
+    """The user's own display name and the zone their pages show times in."""
     if time_zone not in zoneinfo.available_timezones():
         raise InvalidChange(f"Unknown time zone {time_zone!r}.", field="time_zone")
+    user.name = clean_name(name, field="name")
     user.time_zone = time_zone
-    user.save(update_fields=["time_zone"])
+    user.save(update_fields=["name", "time_zone"])
     return user

@@ -59,10 +59,12 @@ class Event(models.Model):
 
     class Meta:
         ordering = ("created_at", "id")
-        indexes = [models.Index(fields=["ticket", "version"])]
+        indexes = (models.Index(fields=["ticket", "version"]),)
 
     def __str__(self) -> str:
         return f"{self.kind} on ticket {self.ticket_id}"
 
     def field_changes(self) -> list[tuple[str, Any, Any]]:
-        return [(name, pair[0], pair[1]) for name, pair in self.changes.items()]
+        """(field, from, to) by field name: PostgreSQL's jsonb keeps no key order, so the
+        order is fixed here for the history to read the same on every database."""
+        return [(name, pair[0], pair[1]) for name, pair in sorted(self.changes.items())]

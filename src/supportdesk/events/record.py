@@ -10,21 +10,22 @@ from django.db import transaction
 from supportdesk.events.models import Event, EventKind, Via
 
 if TYPE_CHECKING:
-    from django.contrib.auth.base_user import AbstractBaseUser
-    from django.db.models import Model
+    # Typing only: events sits below tickets and accounts, which import it at run time.
+    from supportdesk.accounts.models import User
+    from supportdesk.tickets.models import Response, Ticket
 
 
 def record(
-    ticket: Model,
+    ticket: Ticket,
     kind: EventKind,
     *,
-    acting_user: AbstractBaseUser | None,
+    acting_user: User | None,
     via: Via,
     changes: Mapping[str, Any] | None = None,
     version: int,
     is_internal: bool = False,
     actor_email: str = "",
-    response: Model | None = None,
+    response: Response | None = None,
 ) -> Event:
     """Write one Event row; must run inside the change's transaction.
 

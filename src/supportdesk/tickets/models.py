@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Lower
 
 from supportdesk.accounts.models import Application, Environment, Organization
 
@@ -47,10 +48,12 @@ class BuiltinProtected(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+    def delete(
+        self, using: str | None = None, keep_parents: bool = False
+    ) -> tuple[int, dict[str, int]]:
         if self.is_builtin:
             raise models.ProtectedError(f"{self.name} is built in and cannot be deleted.", {self})
-        return super().delete(*args, **kwargs)  # type: ignore[arg-type]
+        return super().delete(using=using, keep_parents=keep_parents)
 
 
 class TicketType(BuiltinProtected):
@@ -64,18 +67,22 @@ class Priority(BuiltinProtected):
 
 
 class Tag(models.Model):
+    """A free label, admin-managed; names match regardless of case, so "bug" is Bug."""
+
     name = models.CharField(max_length=64, unique=True)
 
     class Meta:
         ordering = ("name",)
+        constraints = (models.UniqueConstraint(Lower("name"), name="tag_name_unique_ci"),)
 
     def __str__(self) -> str:
         return self.name
 
 
 class Counter(models.Model):
-    """A named counter; incremented under a row lock inside the creating transaction, so a
-    ticket number is never handed out twice and a rollback only leaves a gap."""
+    """A named counter holding the last number handed out; incremented under a row lock in
+    the creating transaction, so a number is never handed out twice, and a rollback hands it
+    back with the ticket."""
 
     name = models.CharField(max_length=32, unique=True)
     value = models.BigIntegerField()
@@ -96,11 +103,17 @@ class Ticket(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="requested_tickets"
     )
     application = models.ForeignKey(
-        Application, null=True, blank=True, on_delete=models.PROTECT, related_name="tickets",
+        Application,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="tickets",
         help_text="Empty means all of the organization's applications.",
     )
     environments = models.ManyToManyField(
-        Environment, blank=True, related_name="tickets",
+        Environment,
+        blank=True,
+        related_name="tickets",
         help_text="Empty means all of the application's environments.",
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
@@ -111,11 +124,18 @@ class Ticket(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
     assignee = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="assigned_tickets",
     )
     problem = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="incidents",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="incidents",
         help_text="For an incident: the problem that caused it.",
     )
     channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.WEB)
@@ -126,12 +146,12 @@ class Ticket(models.Model):
 
     class Meta:
         ordering = ("-updated_at", "-id")
-        indexes = [
+        indexes = (
             models.Index(fields=["organization", "status", "-updated_at"]),
             models.Index(fields=["status", "-updated_at"]),
             models.Index(fields=["assignee", "status"]),
             models.Index(fields=["-updated_at", "-id"]),
-        ]
+        )
 
     def __str__(self) -> str:
         return f"#{self.number} {self.title}"
@@ -152,9 +172,9 @@ class TicketCC(models.Model):
 
     class Meta:
         ordering = ("email",)
-        constraints = [
+        constraints = (
             models.UniqueConstraint(fields=["ticket", "email"], name="cc_unique_per_ticket"),
-        ]
+        )
 
     def __str__(self) -> str:
         return self.email
@@ -172,7 +192,11 @@ class Response(models.Model):
     is_internal = models.BooleanField(default=False)
     channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.WEB)
     logged_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
         help_text="The agent who logged a call or chat on the author's behalf.",
     )
     created_at = models.DateTimeField(auto_now_add=True)

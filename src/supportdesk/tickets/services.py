@@ -7,16 +7,16 @@ changes state, and writes the history event (the outbox for mail, pages and time
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from supportdesk.accounts.models import Application, Environment, User
 from supportdesk.errors import Conflict, Forbidden, InvalidChange
-from supportdesk.events.models import Event, EventKind, Via
+from supportdesk.events.models import EventKind, Via
 from supportdesk.events.record import record
 from supportdesk.tickets import access
 from supportdesk.tickets.models import (
@@ -41,65 +41,89 @@ from supportdesk.tickets.validation import (
 )
 
 FIRST_TICKET_NUMBER = 1000
+MAX_CCS = 50
+
+# {field: [from, to]} in display values, as the history shows them.
+Diff = dict[str, list[Any]]
 
 
 def allocate_number() -> int:
-    """Next ticket number, taken under a row lock in the caller's transaction."""
-    counter, created = Counter.objects.select_for_update().get_or_create(
-        name="ticket", defaults={"value": FIRST_TICKET_NUMBER}
+    """Next ticket number, taken under a row lock in the caller's transaction.
+
+    The counter holds the last number handed out. A rollback rolls the counter back with the
+    ticket, so numbers stay unique and increasing.
+    """
+    counter, _created = Counter.objects.select_for_update().get_or_create(
+        name="ticket", defaults={"value": _last_number_in_use()}
     )
-    if created:
-        return FIRST_TICKET_NUMBER
     Counter.objects.filter(pk=counter.pk).update(value=F("value") + 1)
     return counter.value + 1
 
 
-def _vocabulary_entry(model: type[TicketType] | type[Priority], key: object, *, field: str) -> Any:
-    if not isinstance(key, str):
-        raise InvalidChange(f"{field} must be one of the offered keys.", field=field)
-    entry = model.objects.filter(key=key, is_hidden=False).first()
+def _last_number_in_use() -> int:
+    """Where a missing counter starts: after any ticket already stored (a bulk import)."""
+    highest = Ticket.objects.aggregate(highest=Max("number"))["highest"]
+    return max(FIRST_TICKET_NUMBER - 1, highest or 0)
+
+
+def _vocabulary_entry[Entry: (TicketType, Priority)](
+    model: type[Entry], key: object, *, field: str, current: Entry | None = None
+) -> Entry:
+    """The entry with this key. Hidden entries are not offered for new choices, but a ticket
+    keeps (and may re-submit) the one it has."""
+    key = clean_text(key, field=field, max_length=32)
+    if current is not None and current.key == key:
+        return current
+    entry = model._default_manager.filter(key=key, is_hidden=False).first()
     if entry is None:
         raise InvalidChange(f"Unknown {field} {key!r}.", field=field)
     return entry
 
 
+def _as_list(values: object, *, field: str) -> list[object]:
+    """A list of values; a bare string is refused, not split into its characters."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise InvalidChange(f"{field} must be a list.", field=field)
+    return list(values)
+
+
 def _tags(names: object) -> list[Tag]:
-    if not isinstance(names, (list, tuple, set, frozenset)):
-        raise InvalidChange("tags must be a list of tag names.", field="tags")
-    wanted = {clean_text(n, field="tags", max_length=64) for n in names} - {""}
-    found = {t.name.lower(): t for t in Tag.objects.filter(name__in=wanted)}
-    # Tag names match regardless of case, like everywhere else a user types a name.
-    missing = [n for n in wanted if n.lower() not in found]
+    """Existing tags by name, regardless of case, like everywhere else a user types a name."""
+    wanted = {clean_text(n, field="tags", max_length=64) for n in _as_list(names, field="tags")}
+    wanted.discard("")
+    if not wanted:
+        return []
+    match = Q()
+    for name in wanted:
+        match |= Q(name__iexact=name)
+    found = {tag.name.lower(): tag for tag in Tag.objects.filter(match)}
+    missing = sorted(name for name in wanted if name.lower() not in found)
     if missing:
-        lowered = {t.name.lower(): t for t in Tag.objects.all()}
-        for name in list(missing):
-            if name.lower() in lowered:
-                found[name.lower()] = lowered[name.lower()]
-                missing.remove(name)
-    if missing:
-        raise InvalidChange(f"Unknown tag {sorted(missing)[0]!r}.", field="tags")
+        raise InvalidChange(f"Unknown tag {missing[0]!r}.", field="tags")
     return sorted(found.values(), key=lambda t: t.name)
 
 
 def _application(value: object, organization_id: int) -> Application | None:
-    if value in (None, ""):
+    if value is None or value == "":
         return None
     if isinstance(value, Application):
         value = value.pk
     try:
         return Application.objects.get(pk=int(str(value)), organization_id=organization_id)
-    except (Application.DoesNotExist, ValueError):
+    except (Application.DoesNotExist, ValueError, OverflowError):
         raise InvalidChange(
             "Choose an application of the ticket's organization, or all.", field="application"
         ) from None
 
 
 def _environments(values: object, application: Application | None) -> list[Environment]:
-    if not isinstance(values, (list, tuple, set, frozenset)):
-        raise InvalidChange("environments must be a list.", field="environments")
+    """Environments of the application only; none means all of them."""
     try:
-        ids = {v.pk if isinstance(v, Environment) else int(str(v)) for v in values}
-    except ValueError:
+        ids = {
+            v.pk if isinstance(v, Environment) else int(str(v))
+            for v in _as_list(values, field="environments")
+        }
+    except (ValueError, OverflowError):
         raise InvalidChange("Unknown environment.", field="environments") from None
     if not ids:
         return []
@@ -114,27 +138,36 @@ def _environments(values: object, application: Application | None) -> list[Envir
 
 
 def _cc_emails(values: object) -> list[str]:
-    if not isinstance(values, (list, tuple, set, frozenset)):
-        raise InvalidChange("ccs must be a list of email addresses.", field="ccs")
-    emails = {clean_email(v, field="ccs").lower(): clean_email(v, field="ccs") for v in values}
-    if len(emails) > 50:
-        raise InvalidChange("At most 50 CCs.", field="ccs")
+    emails: dict[str, str] = {}
+    for value in _as_list(values, field="ccs"):
+        email = clean_email(value, field="ccs")
+        emails[email.lower()] = email
+    if len(emails) > MAX_CCS:
+        raise InvalidChange(f"At most {MAX_CCS} CCs.", field="ccs")
     return sorted(emails.values())
 
 
-def _set_ccs(ticket: Ticket, emails: Sequence[str]) -> None:
+def _replace_ccs(ticket: Ticket, emails: Sequence[str]) -> None:
     """Replace the CC list; an address that belongs to a user links that user."""
     ticket.ccs.all().delete()
+    if not emails:
+        return
     match = Q()
     for email in emails:
         match |= Q(email__iexact=email)
-    users = {u.email.lower(): u for u in User.objects.filter(match)} if emails else {}
+    users = {u.email.lower(): u for u in User.objects.filter(match)}
     TicketCC.objects.bulk_create(
         TicketCC(ticket=ticket, email=e, user=users.get(e.lower())) for e in emails
     )
 
 
+def _require_active(acting_user: User) -> None:
+    if not acting_user.is_active:
+        raise Forbidden(f"{acting_user.email} is deactivated.")
+
+
 def _requester(acting_user: User, requester: User | None) -> User:
+    """The customer a ticket is for: the creator, or the customer an agent names."""
     if requester is None or requester == acting_user:
         if acting_user.is_customer:
             return acting_user
@@ -147,29 +180,44 @@ def _requester(acting_user: User, requester: User | None) -> User:
     return requester
 
 
+def _check_uploads(uploads: Iterable[Upload]) -> list[Upload]:
+    files = list(uploads)
+    for upload in files:
+        clean_upload(upload)
+    return files
+
+
 def _store_attachments(
     ticket: Ticket, uploads: Iterable[Upload], *, acting_user: User, response: Response | None
 ) -> list[Attachment]:
     stored = []
     for upload in uploads:
         name = clean_upload(upload)
-        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         attachment = Attachment(
-            ticket=ticket, response=response, filename=name, size=upload.size or 0,
-            content_type=content_type, uploaded_by=acting_user,
+            ticket=ticket,
+            response=response,
+            filename=name,
+            size=upload.size or 0,
+            content_type=mimetypes.guess_type(name)[0] or "application/octet-stream",
+            uploaded_by=acting_user,
         )
+        # Storage only reads upload.chunks(), which Upload promises; the stubs want a File.
         attachment.file.save(name, upload, save=False)  # type: ignore[arg-type]
         attachment.save()
         stored.append(attachment)
     return stored
 
 
+def _filenames(stored: Sequence[Attachment]) -> Diff:
+    return {"attachments": [None, [a.filename for a in stored]]} if stored else {}
+
+
 @transaction.atomic
-def create_ticket(  # noqa: PLR0913  (one keyword per ticket field is the clearest signature)
+def create_ticket(
     *,
     acting_user: User,
     via: Via,
-    type: str,  # noqa: A002
+    type: str,
     priority: str,
     title: str,
     description: str = "",
@@ -183,41 +231,59 @@ def create_ticket(  # noqa: PLR0913  (one keyword per ticket field is the cleare
 ) -> Ticket:
     """Open a ticket. The organization is the requester's (by default the creator).
 
-    Raises InvalidChange naming the field for bad input, Forbidden when a customer acts for
-    someone else or sets a channel other than their own.
+    Everything is checked before anything is written. Raises InvalidChange naming the field
+    for bad input, Forbidden when a customer acts for someone else or sets a channel, or
+    when the acting user is deactivated.
     """
+    _require_active(acting_user)
     requester = _requester(acting_user, requester)
     organization_id = requester.organization_id
-    assert organization_id is not None  # noqa: S101  (a customer always has one: DB constraint)
+    if organization_id is None:  # _requester guarantees one; this narrows the type
+        raise InvalidChange("The requester must belong to an organization.", field="requester")
     channel = _channel(acting_user, via, channel)
     ticket_type = _vocabulary_entry(TicketType, type, field="type")
     ticket_priority = _vocabulary_entry(Priority, priority, field="priority")
-    clean_title = clean_text(title, field="title", max_length=TITLE_MAX, required=True)
+    clean_title = clean_text(
+        title, field="title", max_length=TITLE_MAX, required=True, one_line=True
+    )
     clean_description = clean_text(description, field="description")
     app = _application(application, organization_id)
-    envs = _environments(list(environments), app)
-    tag_rows = _tags(list(tags))
-    cc_list = _cc_emails(list(ccs))
-    uploads = list(attachments)
-    for upload in uploads:
-        clean_upload(upload)
+    envs = _environments(environments, app)
+    tag_rows = _tags(tags)
+    cc_list = _cc_emails(ccs)
+    uploads = _check_uploads(attachments)
     ticket = Ticket.objects.create(
-        number=allocate_number(), type=ticket_type, priority=ticket_priority, title=clean_title,
-        description=clean_description, organization_id=organization_id, requester=requester,
-        application=app, status=Status.OPEN, created_by=acting_user,
-        last_updated_by=acting_user, channel=channel,
+        number=allocate_number(),
+        type=ticket_type,
+        priority=ticket_priority,
+        title=clean_title,
+        description=clean_description,
+        organization_id=organization_id,
+        requester=requester,
+        application=app,
+        status=Status.OPEN,
+        created_by=acting_user,
+        last_updated_by=acting_user,
+        channel=channel,
     )
     ticket.environments.set(envs)
     ticket.tags.set(tag_rows)
-    _set_ccs(ticket, cc_list)
+    _replace_ccs(ticket, cc_list)
     stored = _store_attachments(ticket, uploads, acting_user=acting_user, response=None)
+    changes: Diff = {
+        "type": [None, ticket.type.name],
+        "priority": [None, ticket.priority.name],
+        "title": [None, ticket.title],
+        "status": [None, Status.OPEN.label],
+        **_filenames(stored),
+    }
     record(
-        ticket, EventKind.CREATED, acting_user=acting_user, via=via, version=ticket.version,
-        changes={
-            "type": [None, ticket_type.name], "priority": [None, ticket_priority.name],
-            "title": [None, clean_title], "status": [None, Status.OPEN.label],
-            **({"attachments": [None, [a.filename for a in stored]]} if stored else {}),
-        },
+        ticket,
+        EventKind.CREATED,
+        acting_user=acting_user,
+        via=via,
+        version=ticket.version,
+        changes=changes,
     )
     return ticket
 
@@ -225,13 +291,13 @@ def create_ticket(  # noqa: PLR0913  (one keyword per ticket field is the cleare
 def _channel(acting_user: User, via: Via, channel: str | None) -> str:
     """How the customer spoke: the adapter's own channel unless an agent logs a call or chat."""
     default = {Via.API: Channel.API, Via.EMAIL: Channel.EMAIL}.get(via, Channel.WEB)
-    if channel in (None, "", default):
+    if channel is None or channel in ("", default):
         return default
-    if channel not in Channel.values:
+    if not isinstance(channel, str) or channel not in Channel.values:
         raise InvalidChange(f"Unknown channel {channel!r}.", field="channel")
     if not access.can_log_on_behalf(acting_user):
         raise Forbidden("Only agents log a call or chat.", field="channel")
-    return str(channel)
+    return channel
 
 
 def _display(value: object) -> object:
@@ -242,12 +308,23 @@ def _display(value: object) -> object:
     return str(value)
 
 
+def _note(diff: Diff, name: str, old: object, new: object) -> None:
+    if _display(old) != _display(new):
+        diff[name] = [_display(old), _display(new)]
+
+
 def _ensure_fresh(ticket: Ticket, expected_version: int | None) -> None:
-    """Refuse an edit made from a stale copy, naming what changed since that copy."""
+    """Refuse an edit made from a stale copy, naming what changed since that copy.
+
+    Internal notes are left out: they never bump the version, and their files are not
+    the customer's to know of.
+    """
     if expected_version is None or expected_version == ticket.version:
         return
-    later: Sequence[Event] = list(
-        ticket.events.filter(version__gt=expected_version).select_related("actor")
+    later = list(
+        ticket.events.filter(version__gt=expected_version, is_internal=False).select_related(
+            "actor"
+        )
     )
     fields = sorted({name for event in later for name in event.changes})
     who = sorted({event.actor.display_name for event in later if event.actor})
@@ -268,21 +345,15 @@ def update_ticket(
     changes: Mapping[str, Any],
     expected_version: int | None = None,
 ) -> Ticket:
-    """Apply field changes. Customers change the fields they set, never the status (a
-    re-open goes through reopen_ticket); agents change everything.
+    """Apply field changes in one event; a change to nothing writes no event.
 
-    Raises NotFound for an invisible ticket, Forbidden for a field the user may not change,
-    InvalidChange for a bad value, Conflict when expected_version is behind.
+    Customers change the fields they set, and the status only to re-open a resolved or
+    closed ticket; agents change everything. Raises NotFound for an invisible ticket,
+    Forbidden for a field the user may not change, InvalidChange for a bad value, Conflict
+    when expected_version is behind (nothing is saved then).
     """
     ticket = access.access_ticket(acting_user, ticket.number, for_update=True)
-    allowed = access.editable_fields(acting_user)
-    unknown = set(changes) - access.AGENT_FIELDS
-    if unknown:
-        raise InvalidChange(f"Unknown field {sorted(unknown)[0]!r}.", field=sorted(unknown)[0])
-    if denied := sorted(set(changes) - allowed):
-        if denied == ["status"] and changes["status"] == Status.OPEN and access.can_reopen(acting_user, ticket):
-            return reopen_ticket(ticket, acting_user=acting_user, via=via)
-        raise Forbidden(f"You cannot change {denied[0]}.", field=denied[0])
+    _check_editable(ticket, acting_user, changes)
     _ensure_fresh(ticket, expected_version)
     diff = _apply(ticket, acting_user, changes)
     if not diff:
@@ -290,131 +361,196 @@ def update_ticket(
     ticket.version += 1
     ticket.last_updated_by = acting_user
     ticket.save()
-    record(ticket, _kind_of(diff), acting_user=acting_user, via=via, version=ticket.version,
-           changes=diff)
+    record(
+        ticket,
+        _kind_of(diff),
+        acting_user=acting_user,
+        via=via,
+        version=ticket.version,
+        changes=diff,
+    )
     return ticket
 
 
+def _check_editable(ticket: Ticket, acting_user: User, changes: Mapping[str, Any]) -> None:
+    unknown = sorted(set(changes) - access.AGENT_FIELDS)
+    if unknown:
+        raise InvalidChange(f"Unknown field {unknown[0]!r}.", field=unknown[0])
+    denied = sorted(set(changes) - access.editable_fields(acting_user))
+    is_reopen = changes.get("status") == Status.OPEN and access.can_reopen(acting_user, ticket)
+    if denied and not (denied == ["status"] and is_reopen):
+        raise Forbidden(f"You cannot change {denied[0]}.", field=denied[0])
+
+
 def _kind_of(diff: Mapping[str, Any]) -> EventKind:
-    if "status" in diff and diff["status"][0] in (Status.RESOLVED.label, Status.CLOSED.label) \
-            and diff["status"][1] in (Status.OPEN.label, Status.PENDING.label):
+    if (
+        "status" in diff
+        and diff["status"][0] in (Status.RESOLVED.label, Status.CLOSED.label)
+        and diff["status"][1] in (Status.OPEN.label, Status.PENDING.label)
+    ):
         return EventKind.REOPENED
-    single = {"status": EventKind.STATUS_CHANGED, "assignee": EventKind.ASSIGNED,
-              "problem": EventKind.PROBLEM_LINKED}
+    single = {
+        "status": EventKind.STATUS_CHANGED,
+        "assignee": EventKind.ASSIGNED,
+        "problem": EventKind.PROBLEM_LINKED,
+    }
     if len(diff) == 1:
         return single.get(next(iter(diff)), EventKind.UPDATED)
     return EventKind.UPDATED
 
 
-def _apply(ticket: Ticket, acting_user: User, changes: Mapping[str, Any]) -> dict[str, list[Any]]:  # noqa: C901, PLR0912
+def _apply(ticket: Ticket, acting_user: User, changes: Mapping[str, Any]) -> Diff:
     """Validate and set each changed field; return {field: [from, to]} for the history."""
-    diff: dict[str, list[Any]] = {}
-
-    def note(name: str, old: object, new: object) -> None:
-        if _display(old) != _display(new):
-            diff[name] = [_display(old), _display(new)]
-
-    if "type" in changes:
-        new_type = _vocabulary_entry(TicketType, changes["type"], field="type")
-        note("type", ticket.type, new_type)
-        ticket.type = new_type
-    if "priority" in changes:
-        new_priority = _vocabulary_entry(Priority, changes["priority"], field="priority")
-        note("priority", ticket.priority, new_priority)
-        ticket.priority = new_priority
-    if "title" in changes:
-        title = clean_text(changes["title"], field="title", max_length=TITLE_MAX, required=True)
-        note("title", ticket.title, title)
-        ticket.title = title
-    if "description" in changes:
-        description = clean_text(changes["description"], field="description")
-        note("description", ticket.description, description)
-        ticket.description = description
-    if "requester" in changes:
-        new_requester = changes["requester"]
-        if not isinstance(new_requester, User):
-            raise InvalidChange("Unknown requester.", field="requester")
-        new_requester = _requester(acting_user, new_requester)
-        if new_requester.organization_id != ticket.organization_id:
-            raise InvalidChange("The requester must belong to the ticket's organization.", field="requester")
-        note("requester", ticket.requester, new_requester)
-        ticket.requester = new_requester
-    _apply_scope(ticket, changes, note)
-    if "tags" in changes:
-        tags = _tags(changes["tags"])
-        old_tags = sorted(t.name for t in ticket.tags.all())
-        note("tags", old_tags, [t.name for t in tags])
-        ticket.tags.set(tags)
-    if "ccs" in changes:
-        emails = _cc_emails(changes["ccs"])
-        old_ccs = sorted(c.email for c in ticket.ccs.all())
-        if old_ccs != emails:
-            note("ccs", old_ccs, emails)
-            _set_ccs(ticket, emails)
-    if "assignee" in changes:
-        assignee = _assignee(changes["assignee"])
-        note("assignee", ticket.assignee, assignee)
-        ticket.assignee = assignee
-    if "status" in changes:
-        status = changes["status"]
-        if status not in Status.values:
-            raise InvalidChange(f"Unknown status {status!r}.", field="status")
-        note("status", ticket.get_status_display(), Status(status).label)
-        if status != ticket.status:
-            ticket.closed_at = timezone.now() if status == Status.CLOSED else None
-        ticket.status = status
-    if "problem" in changes:
-        problem = _problem(ticket, changes["problem"])
-        note("problem", f"#{ticket.problem.number}" if ticket.problem else None,
-             f"#{problem.number}" if problem else None)
-        ticket.problem = problem
-    elif ticket.problem_id and ticket.type.key != "incident":
-        note("problem", f"#{ticket.problem.number}" if ticket.problem else None, None)
+    diff: Diff = {}
+    for name, setter in _SETTERS.items():  # in order: the problem link depends on the type
+        if name in changes:
+            old, new = setter(ticket, changes[name], acting_user)
+            _note(diff, name, old, new)
+    if "application" in changes or "environments" in changes:
+        diff |= _apply_scope(ticket, changes)
+    if "problem" not in changes and ticket.problem is not None and ticket.type.key != "incident":
+        _note(diff, "problem", _problem_label(ticket.problem), None)  # only incidents link
         ticket.problem = None
     return diff
 
 
-def _apply_scope(ticket: Ticket, changes: Mapping[str, Any], note: Any) -> None:
+def _set_type(ticket: Ticket, value: object, _user: User) -> tuple[object, object]:
+    new = _vocabulary_entry(TicketType, value, field="type", current=ticket.type)
+    old, ticket.type = ticket.type, new
+    return old, new
+
+
+def _set_priority(ticket: Ticket, value: object, _user: User) -> tuple[object, object]:
+    new = _vocabulary_entry(Priority, value, field="priority", current=ticket.priority)
+    old, ticket.priority = ticket.priority, new
+    return old, new
+
+
+def _set_title(ticket: Ticket, value: object, _user: User) -> tuple[object, object]:
+    new = clean_text(value, field="title", max_length=TITLE_MAX, required=True, one_line=True)
+    old, ticket.title = ticket.title, new
+    return old, new
+
+
+def _set_description(ticket: Ticket, value: object, _user: User) -> tuple[object, object]:
+    new = clean_text(value, field="description")
+    old, ticket.description = ticket.description, new
+    return old, new
+
+
+def _set_requester(ticket: Ticket, value: object, acting_user: User) -> tuple[object, object]:
+    if not isinstance(value, User):
+        raise InvalidChange("Unknown requester.", field="requester")
+    new = _requester(acting_user, value)
+    if new.organization_id != ticket.organization_id:
+        raise InvalidChange(
+            "The requester must belong to the ticket's organization.", field="requester"
+        )
+    old, ticket.requester = ticket.requester, new
+    return old, new
+
+
+def _set_tags(ticket: Ticket, value: object, _user: User) -> tuple[object, object]:
+    tags = _tags(value)
+    old = sorted(t.name for t in ticket.tags.all())
+    new = [t.name for t in tags]
+    if old != new:
+        ticket.tags.set(tags)
+    return old, new
+
+
+def _set_ccs(ticket: Ticket, value: object, _user: User) -> tuple[object, object]:
+    new = _cc_emails(value)
+    old = sorted(c.email for c in ticket.ccs.all())
+    if old != new:
+        _replace_ccs(ticket, new)
+    return old, new
+
+
+def _set_assignee(ticket: Ticket, value: object, _user: User) -> tuple[object, object]:
+    new = _assignee(value)
+    old, ticket.assignee = ticket.assignee, new
+    return old, new
+
+
+def _set_status(ticket: Ticket, value: object, _user: User) -> tuple[object, object]:
+    if not isinstance(value, str) or value not in Status.values:
+        raise InvalidChange(f"Unknown status {value!r}.", field="status")
+    old = ticket.get_status_display()
+    if value != ticket.status:
+        ticket.closed_at = timezone.now() if value == Status.CLOSED else None
+    ticket.status = value
+    return old, Status(value).label
+
+
+def _set_problem(ticket: Ticket, value: object, _user: User) -> tuple[object, object]:
+    new = _problem(ticket, value)
+    old, ticket.problem = ticket.problem, new
+    return _problem_label(old), _problem_label(new)
+
+
+_SETTERS: dict[str, Callable[[Ticket, object, User], tuple[object, object]]] = {
+    "type": _set_type,
+    "priority": _set_priority,
+    "title": _set_title,
+    "description": _set_description,
+    "requester": _set_requester,
+    "tags": _set_tags,
+    "ccs": _set_ccs,
+    "assignee": _set_assignee,
+    "status": _set_status,
+    "problem": _set_problem,
+}
+
+
+def _apply_scope(ticket: Ticket, changes: Mapping[str, Any]) -> Diff:
     """Application and environments change together: environments must be the application's."""
-    if "application" not in changes and "environments" not in changes:
-        return
     app = (
         _application(changes["application"], ticket.organization_id)
-        if "application" in changes else ticket.application
+        if "application" in changes
+        else ticket.application
     )
-    old_envs = sorted(e.name for e in ticket.environments.all())
+    current = list(ticket.environments.all())
     if "environments" in changes:
         envs = _environments(changes["environments"], app)
-    else:
-        envs = [e for e in ticket.environments.all() if app and e.application_id == app.pk]
-    note("application", ticket.application, app)
-    note("environments", old_envs, [e.name for e in envs])
+    else:  # a new application keeps none of the old one's environments
+        envs = [e for e in current if app is not None and e.application_id == app.pk]
+    diff: Diff = {}
+    _note(diff, "application", ticket.application, app)
+    _note(diff, "environments", sorted(e.name for e in current), [e.name for e in envs])
     ticket.application = app
-    ticket.environments.set(envs)
+    if {e.pk for e in envs} != {e.pk for e in current}:
+        ticket.environments.set(envs)
+    return diff
 
 
 def _assignee(value: object) -> User | None:
-    if value in (None, ""):
+    if value is None or value == "":
         return None
     user = value if isinstance(value, User) else None
     if user is None:
         try:
             user = User.objects.get(pk=int(str(value)))
-        except (User.DoesNotExist, ValueError):
+        except (User.DoesNotExist, ValueError, OverflowError):
             raise InvalidChange("Unknown assignee.", field="assignee") from None
     if not user.is_agent or not user.is_active:
         raise InvalidChange("Tickets are assigned to active agents only.", field="assignee")
     return user
 
 
+def _problem_label(problem: Ticket | None) -> str | None:
+    return f"#{problem.number}" if problem is not None else None
+
+
 def _problem(ticket: Ticket, value: object) -> Ticket | None:
-    if value in (None, ""):
+    """The problem an incident links to, by ticket or number (with or without #)."""
+    if value is None or value == "":
         return None
     if ticket.type.key != "incident":
         raise InvalidChange("Only an incident links to a problem.", field="problem")
-    number = value.number if isinstance(value, Ticket) else value
+    number = value.number if isinstance(value, Ticket) else str(value).strip().removeprefix("#")
     try:
-        problem = Ticket.objects.select_related("type").get(number=int(str(number)))
+        problem = Ticket.objects.select_related("type").get(number=int(number))
     except (Ticket.DoesNotExist, ValueError, OverflowError):
         raise InvalidChange(f"No ticket #{number}.", field="problem") from None
     if problem.type.key != "problem":
@@ -437,13 +573,43 @@ def reopen_ticket(ticket: Ticket, *, acting_user: User, via: Via) -> Ticket:
     ticket.version += 1
     ticket.last_updated_by = acting_user
     ticket.save(update_fields=["status", "closed_at", "version", "last_updated_by", "updated_at"])
-    record(ticket, EventKind.REOPENED, acting_user=acting_user, via=via, version=ticket.version,
-           changes={"status": [previous, Status.OPEN.label]})
+    record(
+        ticket,
+        EventKind.REOPENED,
+        acting_user=acting_user,
+        via=via,
+        version=ticket.version,
+        changes={"status": [previous, Status.OPEN.label]},
+    )
     return ticket
 
 
+def _response_author(
+    ticket: Ticket, acting_user: User, on_behalf_of: User | None, *, internal: bool
+) -> User:
+    """Who spoke: the acting user, or the customer an agent logs a call or chat for."""
+    if on_behalf_of is None or on_behalf_of == acting_user:
+        return acting_user
+    if not access.can_log_on_behalf(acting_user):
+        raise Forbidden("Only agents log a response for someone else.", field="on_behalf_of")
+    if internal:
+        raise InvalidChange("An internal note is the agent's own.", field="on_behalf_of")
+    if on_behalf_of.organization_id != ticket.organization_id or not on_behalf_of.is_customer:
+        raise InvalidChange(
+            "Log calls for a customer of the ticket's organization.", field="on_behalf_of"
+        )
+    return on_behalf_of
+
+
+def _reopen_on_reply(ticket: Ticket) -> Diff:
+    """The customer answered what we waited for: the ticket is ours to act on again."""
+    ticket.status = Status.OPEN
+    ticket.version += 1
+    return {"status": [Status.PENDING.label, Status.OPEN.label]}
+
+
 @transaction.atomic
-def add_response(  # noqa: PLR0913
+def add_response(
     ticket: Ticket,
     *,
     acting_user: User,
@@ -456,44 +622,40 @@ def add_response(  # noqa: PLR0913
 ) -> Response:
     """Add a public response or an internal note. Never conflicts with edits.
 
-    A customer-side response on a Pending ticket moves it to Open. Raises Forbidden for a
-    customer's internal note or an on-behalf entry, InvalidChange for an empty body.
+    A customer's public response on a Pending ticket moves it to Open; an agent's does not.
+    Raises Forbidden for a customer's internal note, channel or on-behalf entry,
+    InvalidChange for an empty body or a bad upload (nothing is written then).
     """
     ticket = access.access_ticket(acting_user, ticket.number, for_update=True)
     if internal and not access.can_see_internal(acting_user):
         raise Forbidden("Only agents write internal notes.", field="internal")
     text = clean_text(body, field="body", required=True)
     channel = _channel(acting_user, via, channel)
-    author = acting_user
-    if on_behalf_of is not None:
-        if not access.can_log_on_behalf(acting_user):
-            raise Forbidden("Only agents log a response for someone else.", field="on_behalf_of")
-        if on_behalf_of.organization_id != ticket.organization_id or not on_behalf_of.is_customer:
-            raise InvalidChange("Log calls for a customer of the ticket's organization.", field="on_behalf_of")
-        author = on_behalf_of
-    uploads = list(attachments)
-    for upload in uploads:
-        clean_upload(upload)
+    author = _response_author(ticket, acting_user, on_behalf_of, internal=internal)
+    uploads = _check_uploads(attachments)
     response = Response.objects.create(
-        ticket=ticket, author=author, body=text, is_internal=internal, channel=channel,
+        ticket=ticket,
+        author=author,
+        body=text,
+        is_internal=internal,
+        channel=channel,
         logged_by=acting_user if author != acting_user else None,
     )
     stored = _store_attachments(ticket, uploads, acting_user=acting_user, response=response)
-    changes: dict[str, list[Any]] = {}
-    if stored:
-        changes["attachments"] = [None, [a.filename for a in stored]]
-    update_fields = ["last_updated_by", "updated_at"]
-    if not internal and not author.is_agent and ticket.status == Status.PENDING:
-        ticket.status = Status.OPEN
-        ticket.version += 1
-        changes["status"] = [Status.PENDING.label, Status.OPEN.label]
-        update_fields += ["status", "version"]
+    changes = _filenames(stored)
+    if not internal and author.is_customer and ticket.status == Status.PENDING:
+        changes |= _reopen_on_reply(ticket)
     ticket.last_updated_by = acting_user
-    ticket.save(update_fields=update_fields)
+    ticket.save(update_fields=["status", "version", "last_updated_by", "updated_at"])
     record(
-        ticket, EventKind.NOTE_ADDED if internal else EventKind.RESPONSE_ADDED,
-        acting_user=acting_user, via=via, version=ticket.version, changes=changes,
-        is_internal=internal, response=response,
+        ticket,
+        EventKind.NOTE_ADDED if internal else EventKind.RESPONSE_ADDED,
+        acting_user=acting_user,
+        via=via,
+        version=ticket.version,
+        changes=changes,
+        is_internal=internal,
+        response=response,
     )
     return response
 
@@ -502,16 +664,24 @@ def add_response(  # noqa: PLR0913
 def add_attachments(
     ticket: Ticket, uploads: Iterable[Upload], *, acting_user: User, via: Via
 ) -> list[Attachment]:
-    """Attach files to the ticket itself (not to a response)."""
+    """Attach files to the ticket itself (not to a response).
+
+    Raises NotFound for an invisible ticket, InvalidChange for no file, an empty or an
+    oversized one (nothing is stored then).
+    """
     ticket = access.access_ticket(acting_user, ticket.number, for_update=True)
-    files = list(uploads)
+    files = _check_uploads(uploads)
     if not files:
         raise InvalidChange("Choose a file to attach.", field="attachments")
-    for upload in files:
-        clean_upload(upload)
     stored = _store_attachments(ticket, files, acting_user=acting_user, response=None)
     ticket.last_updated_by = acting_user
     ticket.save(update_fields=["last_updated_by", "updated_at"])
-    record(ticket, EventKind.ATTACHMENT_ADDED, acting_user=acting_user, via=via,
-           version=ticket.version, changes={"attachments": [None, [a.filename for a in stored]]})
+    record(
+        ticket,
+        EventKind.ATTACHMENT_ADDED,
+        acting_user=acting_user,
+        via=via,
+        version=ticket.version,
+        changes=_filenames(stored),
+    )
     return stored

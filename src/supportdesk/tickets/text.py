@@ -10,8 +10,33 @@ from markdown_it import MarkdownIt
 _markdown = MarkdownIt("commonmark", {"html": False}).enable("table").enable("strikethrough")
 
 _ALLOWED_TAGS = {
-    "p", "br", "hr", "em", "strong", "s", "del", "code", "pre", "blockquote", "ul", "ol", "li",
-    "a", "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td", "img",
+    "p",
+    "br",
+    "hr",
+    "em",
+    "strong",
+    "s",
+    "del",
+    "code",
+    "pre",
+    "blockquote",
+    "ul",
+    "ol",
+    "li",
+    "a",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "img",
 }
 _ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "ol": {"start"}}
 
@@ -31,6 +56,9 @@ def render_markdown(text: str) -> str:
 def sanitize_html(html: str) -> str:
     """For HTML that arrives as HTML (mail): keep structure, drop anything active."""
     return nh3.clean(
-        html, tags=_ALLOWED_TAGS, attributes=_ALLOWED_ATTRIBUTES,
-        url_schemes={"http", "https", "mailto"}, link_rel="noopener noreferrer nofollow",
+        html,
+        tags=_ALLOWED_TAGS,
+        attributes=_ALLOWED_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer nofollow",
     )

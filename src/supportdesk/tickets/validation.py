@@ -28,18 +28,42 @@ class Upload(Protocol):
     def chunks(self, chunk_size: int | None = None) -> Iterable[bytes]: ...
 
 
-def clean_text(value: object, *, field: str, max_length: int = TEXT_MAX, required: bool = False) -> str:
-    """Text as typed, minus surrounding whitespace; PostgreSQL cannot store NUL, so refuse it."""
+def clean_text(
+    value: object,
+    *,
+    field: str,
+    max_length: int = TEXT_MAX,
+    required: bool = False,
+    one_line: bool = False,
+) -> str:
+    """Text as typed, minus surrounding whitespace.
+
+    Refuses what no database stores: NUL (PostgreSQL text cannot hold it) and lone surrogates
+    (JSON can carry "\\ud800"; neither database can encode it). With one_line, line breaks
+    become spaces: a title becomes a mail subject, where a line break would start a header.
+    """
     if not isinstance(value, str):
         raise InvalidChange(f"{field} must be text.", field=field)
     if "\x00" in value:
         raise InvalidChange(f"{field} contains a NUL byte.", field=field)
+    if _has_surrogate(value):
+        raise InvalidChange(f"{field} contains an invalid character.", field=field)
+    if one_line:
+        value = " ".join(value.splitlines())
     value = value.strip()
     if required and not value:
         raise InvalidChange(f"{field} is required.", field=field)
     if len(value) > max_length:
         raise InvalidChange(f"{field} is longer than {max_length} characters.", field=field)
     return value
+
+
+def _has_surrogate(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def clean_email(value: object, *, field: str) -> str:

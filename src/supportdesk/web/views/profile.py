@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
 
 from supportdesk.accounts.models import User
-from supportdesk.accounts.services import set_time_zone
+from supportdesk.accounts.services import update_profile
 from supportdesk.errors import InvalidChange
 from supportdesk.web.forms.accounts import ProfileForm
 from supportdesk.web.views.errors import add_domain_error
@@ -42,12 +42,14 @@ def profile(request: HttpRequest) -> HttpResponse:
         profile_form = ProfileForm(request.POST)
         if profile_form.is_valid():
             try:
-                set_time_zone(user, profile_form.cleaned_data["time_zone"])
+                update_profile(
+                    user,
+                    name=profile_form.cleaned_data["name"],
+                    time_zone=profile_form.cleaned_data["time_zone"],
+                )
             except InvalidChange as error:
                 add_domain_error(profile_form, error)
             else:
-                user.name = profile_form.cleaned_data["name"].strip()
-                user.save(update_fields=["name"])
                 messages.success(request, "Your profile is saved.")
                 return redirect("profile")
         status = 400
