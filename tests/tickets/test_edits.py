@@ -259,3 +259,15 @@ class TestProblemLinks:
 
     def test_an_unlinked_ticket_has_no_problem_to_show(self, bob, ticket):
         assert visible_problem(bob, ticket) is None
+
+
+def test_saving_a_description_unchanged_from_a_browser_changes_nothing(bob):
+    """Browsers send textarea line breaks as CRLF; stored text uses LF on every channel."""
+    ticket = make_ticket(requester=bob, description="line one\nline two")
+    saved = services.update_ticket(
+        ticket, acting_user=bob, via=Via.WEB, changes={"description": "line one\r\nline two"},
+        expected_version=ticket.version,
+    )
+    assert saved.version == ticket.version
+    assert saved.description == "line one\nline two"
+    assert list(saved.events.values_list("kind", flat=True)) == ["created"]

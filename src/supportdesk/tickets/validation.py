@@ -39,8 +39,10 @@ def clean_text(
     """Text as typed, minus surrounding whitespace.
 
     Refuses what no database stores: NUL (PostgreSQL text cannot hold it) and lone surrogates
-    (JSON can carry "\\ud800"; neither database can encode it). With one_line, line breaks
-    become spaces: a title becomes a mail subject, where a line break would start a header.
+    (JSON can carry "\\ud800"; neither database can encode it). Line breaks are stored as
+    "\\n" whatever the channel sent (browsers send "\\r\\n"), so saving a form unchanged
+    changes nothing. With one_line, line breaks become spaces: a title becomes a mail
+    subject, where a line break would start a header.
     """
     if not isinstance(value, str):
         raise InvalidChange(f"{field} must be text.", field=field)
@@ -48,6 +50,7 @@ def clean_text(
         raise InvalidChange(f"{field} contains a NUL byte.", field=field)
     if _has_surrogate(value):
         raise InvalidChange(f"{field} contains an invalid character.", field=field)
+    value = value.replace("\r\n", "\n").replace("\r", "\n")
     if one_line:
         value = " ".join(value.splitlines())
     value = value.strip()

@@ -164,7 +164,8 @@ def environment_options(request: HttpRequest) -> HttpResponse:
     """The <option>s for one application's environments, for the forms to reload on change.
 
     Only an application of the user's organization (for an agent: of the customer named as
-    requester) has any: another organization's is answered like an unknown one, empty.
+    requester, or any before one is named: agents see every organization) has any; for a
+    customer another organization's is answered like an unknown one, empty.
     """
     user: User = request.user  # type: ignore[assignment]
     if user.is_agent:
@@ -173,7 +174,11 @@ def environment_options(request: HttpRequest) -> HttpResponse:
         organization_id = user.organization_id
     application = request.GET.get("application", "")
     environments: list[Any] = []
-    if organization_id is not None and application.isdigit() and len(application) < 12:
+    if (
+        (organization_id is not None or user.is_agent)
+        and application.isdigit()
+        and len(application) < 12
+    ):
         environments = list(queries.environments_for(organization_id, int(application)))
     selected = {value for value in request.GET.getlist("environments") if value.isdigit()}
     return render(
