@@ -11,6 +11,7 @@ import os
 import pytest
 from django.apps import apps as django_apps
 
+from supportdesk.tickets.models import TicketType
 from supportdesk.tickets.vocabularies import ensure_builtins
 from tests.factories import make_app, make_org, make_user
 
@@ -27,14 +28,16 @@ def require(condition: bool, reason: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _builtin_vocabularies(request, django_db_blocker):
+def _builtin_vocabularies(request):
     """Transactional tests (live server, races) end with a flush that also deletes the rows
-    the data migration made; put the built-in types, priorities and tags back for the next."""
-    yield
-    if not ({"transactional_db", "live_server"} & set(request.fixturenames)):
-        return
-    with django_db_blocker.unblock():
-        ensure_builtins(django_apps)
+    the data migration made; a test that uses the database finds them in place again."""
+    uses_db = request.node.get_closest_marker("django_db") is not None or bool(
+        {"db", "transactional_db", "live_server"} & set(request.fixturenames)
+    )
+    if uses_db:
+        request.getfixturevalue("_django_db_helper")
+        if not TicketType.objects.exists():
+            ensure_builtins(django_apps)
 
 
 @pytest.fixture(autouse=True)

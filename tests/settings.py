@@ -10,7 +10,7 @@ import tempfile
 os.environ.setdefault("SUPPORTDESK_TESTING", "true")
 os.environ.setdefault("SUPPORTDESK_HOME", tempfile.mkdtemp(prefix="supportdesk-test-"))
 
-from supportdesk.settings import *  # noqa: E402, F403
+from supportdesk.settings import *  # noqa: F403
 
 # WhiteNoise warns when the collected-static directory is missing; tests serve from finders.
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405

@@ -61,10 +61,17 @@ TRIES: dict[str, Callable[[World], list[Attempt]]] = {
     ],
     "ticket_new": lambda w: [
         ("get", reverse("ticket_new"), {}),
-        ("post", reverse("ticket_new"), {
-            "type": "incident", "priority": "high", "title": "carol's", "description": "x",
-            "application": w.app_id,
-        }),
+        (
+            "post",
+            reverse("ticket_new"),
+            {
+                "type": "incident",
+                "priority": "high",
+                "title": "carol's",
+                "description": "x",
+                "application": w.app_id,
+            },
+        ),
     ],
     "environment_options": lambda w: [
         ("get", reverse("environment_options"), {"application": w.app_id}),
@@ -72,10 +79,17 @@ TRIES: dict[str, Callable[[World], list[Attempt]]] = {
     "ticket": lambda w: [("get", reverse("ticket", args=[w.ticket.number]), {})],
     "ticket_edit": lambda w: [
         ("get", reverse("ticket_edit", args=[w.ticket.number]), {}),
-        ("post", reverse("ticket_edit", args=[w.ticket.number]), {
-            "type": "question", "priority": "low", "title": "taken over", "description": "",
-            "version": w.ticket.version,
-        }),
+        (
+            "post",
+            reverse("ticket_edit", args=[w.ticket.number]),
+            {
+                "type": "question",
+                "priority": "low",
+                "title": "taken over",
+                "description": "",
+                "version": w.ticket.version,
+            },
+        ),
     ],
     "ticket_respond": lambda w: [
         ("post", reverse("ticket_respond", args=[w.ticket.number]), {"body": "hello"}),
@@ -93,8 +107,15 @@ TRIES: dict[str, Callable[[World], list[Attempt]]] = {
 }
 # Pages that show a ticket or act on one: carol must get 404, as for a number that does not
 # exist, never 403 (which would confirm that the ticket exists).
-MUST_404 = {"ticket", "ticket_edit", "ticket_respond", "ticket_reopen", "ticket_close",
-            "ticket_attachment", "agent_queue"}
+MUST_404 = {
+    "ticket",
+    "ticket_edit",
+    "ticket_respond",
+    "ticket_reopen",
+    "ticket_close",
+    "ticket_attachment",
+    "agent_queue",
+}
 PUBLIC = {"login", "healthz"}
 
 
@@ -102,11 +123,19 @@ PUBLIC = {"login", "healthz"}
 def world(bob, shop, alice):
     environment = shop.environments.first()
     ticket = make_ticket(
-        requester=bob, title=SECRET, description=f"{SECRET} details", application=shop.pk,
-        environments=[environment.pk], attachments=[SimpleUploadedFile("acme.log", b"acme log")],
+        requester=bob,
+        title=SECRET,
+        description=f"{SECRET} details",
+        application=shop.pk,
+        environments=[environment.pk],
+        attachments=[SimpleUploadedFile("acme.log", b"acme log")],
     )
     note = services.add_response(
-        ticket, acting_user=alice, via=Via.WEB, body=f"{SECRET} internal", internal=True,
+        ticket,
+        acting_user=alice,
+        via=Via.WEB,
+        body=f"{SECRET} internal",
+        internal=True,
         attachments=[SimpleUploadedFile("note.txt", b"internal")],
     )
     services.update_ticket(ticket, acting_user=alice, via=Via.WEB, changes={"status": "resolved"})
@@ -124,9 +153,11 @@ def _admin_attempts(pattern: str, world: World) -> list[Attempt]:
     """Admin pages: fill every URL parameter with one of bob's objects' ids."""
     url = "/" + pattern
     for placeholder, value in {
-        "<path:object_id>": str(world.ticket.pk), "<int:content_type_id>": "1",
-        "<path:object_id>": str(world.ticket.pk), "<app_label>": "tickets",
-        "<path:url>": "tickets/ticket/", "<id>": str(world.ticket.pk),
+        "<path:object_id>": str(world.ticket.pk),
+        "<int:content_type_id>": "1",
+        "<app_label>": "tickets",
+        "<path:url>": "tickets/ticket/",
+        "<id>": str(world.ticket.pk),
     }.items():
         url = url.replace(placeholder, value)
     url = url.replace("^", "").replace("$", "")
@@ -137,7 +168,8 @@ def _admin_attempts(pattern: str, world: World) -> list[Attempt]:
 
 def test_every_url_pattern_is_covered():
     uncovered = [
-        (pattern, name) for pattern, name in all_patterns()
+        (pattern, name)
+        for pattern, name in all_patterns()
         if not name.startswith("admin:") and name not in TRIES
     ]
     assert uncovered == [], f"Add these URL patterns to the isolation test: {uncovered}"
@@ -155,8 +187,12 @@ def _leaks(world: World, text: str, data: dict) -> bool:
     for value in data.values():
         text = text.replace(f'value="{value}"', "")
     markers = [
-        f"/tickets/{world.ticket.number}/", SECRET, "acme.log", "note.txt",
-        f"{SECRET} internal", world.environment_name,
+        f"/tickets/{world.ticket.number}/",
+        SECRET,
+        "acme.log",
+        "note.txt",
+        f"{SECRET} internal",
+        world.environment_name,
     ]
     return any(marker in text for marker in markers)
 
@@ -175,15 +211,22 @@ def test_a_customer_of_another_organization_gets_nothing_of_bobs(world, carol):
                 continue  # logging carol out would make every later try anonymous
             response = getattr(client, method)(url, data)
             text = _text(response)
-            assert not _leaks(world, text, data), f"{method.upper()} {url} shows bob's ticket to carol"
+            assert not _leaks(world, text, data), (
+                f"{method.upper()} {url} shows bob's ticket to carol"
+            )
             if name in MUST_404:
-                assert response.status_code == 404, f"{method.upper()} {url}: {response.status_code}"
+                assert response.status_code == 404, (
+                    f"{method.upper()} {url}: {response.status_code}"
+                )
             if name.startswith("admin:") and name != "admin:login":
                 assert response.status_code in (302, 404), f"{url}: {response.status_code}"
     world.ticket.refresh_from_db()
     assert (world.ticket.version, world.ticket.responses.count()) == before[:2]
-    assert not Ticket.objects.filter(organization=world.ticket.organization).exclude(
-        pk=world.ticket.pk).exists(), "carol created a ticket in bob's organization"
+    assert (
+        not Ticket.objects.filter(organization=world.ticket.organization)
+        .exclude(pk=world.ticket.pk)
+        .exists()
+    ), "carol created a ticket in bob's organization"
 
 
 def test_an_anonymous_visitor_is_sent_to_login_everywhere_but_public_pages(world):
@@ -195,10 +238,14 @@ def test_an_anonymous_visitor_is_sent_to_login_everywhere_but_public_pages(world
             attempts = TRIES[name](world)
         for method, url, data in attempts:
             response = getattr(client, method)(url, data)
-            assert not _leaks(world, _text(response), data), f"{method.upper()} {url} leaks to anonymous"
+            assert not _leaks(world, _text(response), data), (
+                f"{method.upper()} {url} leaks to anonymous"
+            )
             if name in PUBLIC or name == "admin:login":
                 continue
-            assert response.status_code in (302, 403, 404), f"{method.upper()} {url}: {response.status_code}"
+            assert response.status_code in (302, 403, 404), (
+                f"{method.upper()} {url}: {response.status_code}"
+            )
             if response.status_code == 302:
                 location = response["Location"]
                 assert "login" in location or (name == "admin:logout" and location == "/admin/"), (

@@ -265,7 +265,10 @@ def test_saving_a_description_unchanged_from_a_browser_changes_nothing(bob):
     """Browsers send textarea line breaks as CRLF; stored text uses LF on every channel."""
     ticket = make_ticket(requester=bob, description="line one\nline two")
     saved = services.update_ticket(
-        ticket, acting_user=bob, via=Via.WEB, changes={"description": "line one\r\nline two"},
+        ticket,
+        acting_user=bob,
+        via=Via.WEB,
+        changes={"description": "line one\r\nline two"},
         expected_version=ticket.version,
     )
     assert saved.version == ticket.version

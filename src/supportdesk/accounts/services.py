@@ -13,7 +13,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from supportdesk.accounts.models import ApiToken, Organization, Role, User
+from supportdesk.accounts.models import ApiToken, Application, Environment, Organization, Role, User
 from supportdesk.errors import InvalidChange, NotFound
 
 TOKEN_PREFIX = "sd_"  # noqa: S105  (a public marker that tells tokens apart, not a secret)
@@ -64,6 +64,30 @@ def get_or_create_organization(name: str) -> Organization:
             return Organization.objects.create(name=name)
     except IntegrityError:  # created meanwhile by another process
         return Organization.objects.get(name__iexact=name)
+
+
+def create_application(organization: Organization, name: str) -> Application:
+    """An application of the organization; names are unique within it."""
+    clean = clean_name(name, field="application")
+    if not clean:
+        raise InvalidChange("An application needs a name.", field="application")
+    if organization.applications.filter(name=clean).exists():
+        raise InvalidChange(
+            f"{organization.name} has an application {clean} already.", field="application"
+        )
+    return Application.objects.create(organization=organization, name=clean)
+
+
+def create_environment(application: Application, name: str) -> Environment:
+    """An environment of the application; names are unique within it."""
+    clean = clean_name(name, field="environment")
+    if not clean:
+        raise InvalidChange("An environment needs a name.", field="environment")
+    if application.environments.filter(name=clean).exists():
+        raise InvalidChange(
+            f"{application.name} has an environment {clean} already.", field="environment"
+        )
+    return Environment.objects.create(application=application, name=clean)
 
 
 def generate_password() -> str:

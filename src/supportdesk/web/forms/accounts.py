@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 
 from supportdesk.accounts.models import TIME_ZONES
+from supportdesk.web.forms.widgets import FastSelect
 
 
 class LoginForm(forms.Form):
@@ -26,5 +27,6 @@ class ProfileForm(forms.Form):
     time_zone = forms.ChoiceField(
         label="Time zone",
         choices=[(zone, zone) for zone in TIME_ZONES],
+        widget=FastSelect,
         help_text="Times on every page are shown in this zone.",
     )

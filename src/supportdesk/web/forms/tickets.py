@@ -14,6 +14,7 @@ from supportdesk.tickets import queries
 from supportdesk.tickets.models import Channel, Status
 from supportdesk.tickets.validation import TEXT_MAX, TITLE_MAX
 from supportdesk.web.forms.fields import EmailListField, MultipleFileField
+from supportdesk.web.forms.widgets import FastSelect, FastSelectMultiple
 
 # How a customer spoke, as an agent logging it on the web may record it.
 LOGGED_CHANNELS = [(c.value, c.label) for c in (Channel.WEB, Channel.PHONE, Channel.CHAT)]
@@ -73,12 +74,13 @@ class TicketFieldsForm(forms.Form):
     type = forms.ChoiceField(label="Type")
     priority = forms.ChoiceField(label="Priority")
     application = forms.TypedChoiceField(
-        label="Application", coerce=int, empty_value=None, required=False
+        label="Application", coerce=int, empty_value=None, required=False, widget=FastSelect
     )
     environments = forms.TypedMultipleChoiceField(
         label="Environments",
         coerce=int,
         required=False,
+        widget=FastSelectMultiple,
         help_text="Choose none for all environments of the application.",
     )
     title = forms.CharField(label="Subject", max_length=TITLE_MAX)
@@ -199,7 +201,7 @@ class FilterForm(forms.Form):
         label="Status", required=False, choices=[("", "Any status"), *Status.choices]
     )
     application = forms.TypedChoiceField(
-        label="Application", coerce=int, empty_value=None, required=False
+        label="Application", coerce=int, empty_value=None, required=False, widget=FastSelect
     )
 
     def __init__(self, *args: Any, organization_id: int | None, **kwargs: Any) -> None:
