@@ -18,3 +18,4 @@ def test_statistics_are_collected_once_then_refreshed():
         cursor.execute("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")
         assert cursor.fetchone() == (1,)
     assert update_statistics() == "optimized"
+    assert update_statistics(schema_changed=True) == "analyzed"

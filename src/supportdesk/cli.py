@@ -75,10 +75,15 @@ def migrate() -> None:
         database["NAME"] if settings.USING_SQLITE else f"{database['ENGINE']} {database['NAME']}"
     )
     _say(f"Applying database migrations ({where})…")
-    call_command("migrate", interactive=False, verbosity=0)
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
     from supportdesk.database import update_statistics
 
-    if update_statistics() == "analyzed":
+    executor = MigrationExecutor(connection)
+    pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    call_command("migrate", interactive=False, verbosity=0)
+    if update_statistics(schema_changed=bool(pending)) == "analyzed":
         _say("Collected the query planner's statistics.")
     _say("Database is up to date.")
 

@@ -41,15 +41,20 @@ class TicketFilter:
 
 
 def _list_columns(tickets: QuerySet[Ticket]) -> QuerySet[Ticket]:
-    return tickets.select_related(
-        "type",
-        "priority",
-        "organization",
-        "requester",
-        "assignee",
-        "last_updated_by",
-        "application",
-    ).prefetch_related("tags")
+    """What a list row shows; the description, which can be long, is not read."""
+    return (
+        tickets.defer("description")
+        .select_related(
+            "type",
+            "priority",
+            "organization",
+            "requester",
+            "assignee",
+            "last_updated_by",
+            "application",
+        )
+        .prefetch_related("tags")
+    )
 
 
 def apply_filter(tickets: QuerySet[Ticket], query: TicketFilter) -> QuerySet[Ticket]:

@@ -218,6 +218,11 @@ class FilterForm(forms.Form):
             ("", "Any tag"),
             *((t.name, t.name) for t in queries.offered_tags()),
         ]
+        if organization_id is None:
+            # Agents search across every organization's applications: hundreds of options
+            # that cost more to render than the queue itself (bench/). They filter by words.
+            del self.fields["application"]
+            return
         choices = application_choices(organization_id)
         self.fields["application"].choices = [("", "Any application"), *choices[1:]]  # type: ignore[attr-defined]
 
