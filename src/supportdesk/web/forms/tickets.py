@@ -71,8 +71,8 @@ class _UserField(forms.EmailField):
 class TicketFieldsForm(forms.Form):
     """The fields a customer sets and edits; agents' forms add theirs."""
 
-    type = forms.ChoiceField(label="Type")
-    priority = forms.ChoiceField(label="Priority")
+    type = forms.ChoiceField(label="Type", widget=FastSelect)
+    priority = forms.ChoiceField(label="Priority", widget=FastSelect)
     application = forms.TypedChoiceField(
         label="Application", coerce=int, empty_value=None, required=False, widget=FastSelect
     )
@@ -194,11 +194,14 @@ class FilterForm(forms.Form):
     """The query box: words and filters; an invalid filter is ignored, not an error page."""
 
     q = forms.CharField(label="Search", required=False, max_length=200)
-    type = forms.ChoiceField(label="Type", required=False)
-    priority = forms.ChoiceField(label="Priority", required=False)
-    tag = forms.ChoiceField(label="Tag", required=False)
+    type = forms.ChoiceField(label="Type", required=False, widget=FastSelect)
+    priority = forms.ChoiceField(label="Priority", required=False, widget=FastSelect)
+    tag = forms.ChoiceField(label="Tag", required=False, widget=FastSelect)
     status = forms.ChoiceField(
-        label="Status", required=False, choices=[("", "Any status"), *Status.choices]
+        label="Status",
+        required=False,
+        choices=[("", "Any status"), *Status.choices],
+        widget=FastSelect,
     )
     application = forms.TypedChoiceField(
         label="Application", coerce=int, empty_value=None, required=False, widget=FastSelect
