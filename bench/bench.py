@@ -40,7 +40,7 @@ def parse_args() -> argparse.Namespace:
         "--requests", type=int, default=1000, help="measured requests per page (default 1000)"
     )
     parser.add_argument(
-        "--concurrency", type=int, default=2, help="client connections at once (default 2)"
+        "--concurrency", type=int, default=1, help="client connections at once (default 1)"
     )
     parser.add_argument(
         "--warmup", type=int, default=20, help="unmeasured requests per page first (default 20)"
