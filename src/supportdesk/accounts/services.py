@@ -6,11 +6,13 @@ import hashlib
 import secrets
 import zoneinfo
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.sessions.models import Session
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from supportdesk.accounts.models import ApiToken, Application, Environment, Organization, Role, User
@@ -66,27 +68,29 @@ def get_or_create_organization(name: str) -> Organization:
         return Organization.objects.get(name__iexact=name)
 
 
+def _new_name(name: str, *, field: str, siblings: QuerySet[Any], owner: str) -> str:
+    """A clean name not yet taken among its siblings (unique within the owner)."""
+    clean = clean_name(name, field=field)
+    if not clean:
+        raise InvalidChange(f"An {field} needs a name.", field=field)
+    if siblings.filter(name=clean).exists():
+        raise InvalidChange(f"{owner} has an {field} {clean} already.", field=field)
+    return clean
+
+
 def create_application(organization: Organization, name: str) -> Application:
     """An application of the organization; names are unique within it."""
-    clean = clean_name(name, field="application")
-    if not clean:
-        raise InvalidChange("An application needs a name.", field="application")
-    if organization.applications.filter(name=clean).exists():
-        raise InvalidChange(
-            f"{organization.name} has an application {clean} already.", field="application"
-        )
+    clean = _new_name(
+        name, field="application", siblings=organization.applications.all(), owner=organization.name
+    )
     return Application.objects.create(organization=organization, name=clean)
 
 
 def create_environment(application: Application, name: str) -> Environment:
     """An environment of the application; names are unique within it."""
-    clean = clean_name(name, field="environment")
-    if not clean:
-        raise InvalidChange("An environment needs a name.", field="environment")
-    if application.environments.filter(name=clean).exists():
-        raise InvalidChange(
-            f"{application.name} has an environment {clean} already.", field="environment"
-        )
+    clean = _new_name(
+        name, field="environment", siblings=application.environments.all(), owner=application.name
+    )
     return Environment.objects.create(application=application, name=clean)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
@@ -95,38 +97,45 @@ def respond(request: HttpRequest, number: int) -> HttpResponse:
     return render_ticket_page(request, ticket, form=form, status=status)
 
 
-@login_required
-@maps_domain_errors
-def reopen(request: HttpRequest, number: int) -> HttpResponse:
+def _status_action(
+    request: HttpRequest, number: int, change: Callable[[Ticket, User], object], done: str
+) -> HttpResponse:
+    """A one-button POST on the ticket page; a refused change is shown there as a message."""
     user: User = request.user  # type: ignore[assignment]
-    ticket = access.access_ticket(user, number)
+    ticket = access.access_ticket(user, number)  # 404 before 405: existence is not revealed
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     try:
-        services.reopen_ticket(ticket, acting_user=user, via=Via.WEB)
-    except InvalidChange as error:
+        change(ticket, user)
+    except (InvalidChange, Conflict) as error:
         messages.error(request, error.message)
     else:
-        messages.success(request, f"Ticket #{ticket.number} is open again.")
+        messages.success(request, done.format(number=ticket.number))
     return redirect(ticket_url(ticket))
+
+
+@login_required
+@maps_domain_errors
+def reopen(request: HttpRequest, number: int) -> HttpResponse:
+    return _status_action(
+        request,
+        number,
+        lambda ticket, user: services.reopen_ticket(ticket, acting_user=user, via=Via.WEB),
+        "Ticket #{number} is open again.",
+    )
 
 
 @login_required
 @maps_domain_errors
 def close(request: HttpRequest, number: int) -> HttpResponse:
-    user: User = request.user  # type: ignore[assignment]
-    ticket = access.access_ticket(user, number)
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
-    try:
-        services.update_ticket(
+    return _status_action(
+        request,
+        number,
+        lambda ticket, user: services.update_ticket(
             ticket, acting_user=user, via=Via.WEB, changes={"status": Status.CLOSED}
-        )
-    except (InvalidChange, Conflict) as error:
-        messages.error(request, error.message)
-    else:
-        messages.success(request, f"Ticket #{ticket.number} is closed.")
-    return redirect(ticket_url(ticket))
+        ),
+        "Ticket #{number} is closed.",
+    )
 
 
 @login_required
