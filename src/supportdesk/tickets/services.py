@@ -6,7 +6,6 @@ changes state, and writes the history event (the outbox for mail, pages and time
 
 from __future__ import annotations
 
-import mimetypes
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -14,11 +13,21 @@ from django.db import transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from supportdesk.accounts.models import Application, Environment, User
+from supportdesk.accounts.models import User
 from supportdesk.errors import Conflict, Forbidden, InvalidChange
 from supportdesk.events.models import EventKind, Via
 from supportdesk.events.record import record
 from supportdesk.tickets import access
+from supportdesk.tickets.attachments import check_uploads, filenames, store_attachments
+from supportdesk.tickets.inputs import (
+    application_of,
+    assignee_named,
+    cc_emails,
+    environments_of,
+    problem_for,
+    tags_named,
+    vocabulary_entry,
+)
 from supportdesk.tickets.models import (
     DONE_STATUSES,
     Attachment,
@@ -27,7 +36,6 @@ from supportdesk.tickets.models import (
     Priority,
     Response,
     Status,
-    Tag,
     Ticket,
     TicketCC,
     TicketType,
@@ -35,13 +43,10 @@ from supportdesk.tickets.models import (
 from supportdesk.tickets.validation import (
     TITLE_MAX,
     Upload,
-    clean_email,
     clean_text,
-    clean_upload,
 )
 
 FIRST_TICKET_NUMBER = 1000
-MAX_CCS = 50
 
 # {field: [from, to]} in display values, as the history shows them.
 Diff = dict[str, list[Any]]
@@ -64,87 +69,6 @@ def _last_number_in_use() -> int:
     """Where a missing counter starts: after any ticket already stored (a bulk import)."""
     highest = Ticket.objects.aggregate(highest=Max("number"))["highest"]
     return max(FIRST_TICKET_NUMBER - 1, highest or 0)
-
-
-def _vocabulary_entry[Entry: (TicketType, Priority)](
-    model: type[Entry], key: object, *, field: str, current: Entry | None = None
-) -> Entry:
-    """The entry with this key. Hidden entries are not offered for new choices, but a ticket
-    keeps (and may re-submit) the one it has."""
-    key = clean_text(key, field=field, max_length=32)
-    if current is not None and current.key == key:
-        return current
-    entry = model._default_manager.filter(key=key, is_hidden=False).first()
-    if entry is None:
-        raise InvalidChange(f"Unknown {field} {key!r}.", field=field)
-    return entry
-
-
-def _as_list(values: object, *, field: str) -> list[object]:
-    """A list of values; a bare string is refused, not split into its characters."""
-    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-        raise InvalidChange(f"{field} must be a list.", field=field)
-    return list(values)
-
-
-def _tags(names: object) -> list[Tag]:
-    """Existing tags by name, regardless of case, like everywhere else a user types a name."""
-    wanted = {clean_text(n, field="tags", max_length=64) for n in _as_list(names, field="tags")}
-    wanted.discard("")
-    if not wanted:
-        return []
-    match = Q()
-    for name in wanted:
-        match |= Q(name__iexact=name)
-    found = {tag.name.lower(): tag for tag in Tag.objects.filter(match)}
-    missing = sorted(name for name in wanted if name.lower() not in found)
-    if missing:
-        raise InvalidChange(f"Unknown tag {missing[0]!r}.", field="tags")
-    return sorted(found.values(), key=lambda t: t.name)
-
-
-def _application(value: object, organization_id: int) -> Application | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, Application):
-        value = value.pk
-    try:
-        return Application.objects.get(pk=int(str(value)), organization_id=organization_id)
-    except (Application.DoesNotExist, ValueError, OverflowError):
-        raise InvalidChange(
-            "Choose an application of the ticket's organization, or all.", field="application"
-        ) from None
-
-
-def _environments(values: object, application: Application | None) -> list[Environment]:
-    """Environments of the application only; none means all of them."""
-    try:
-        ids = {
-            v.pk if isinstance(v, Environment) else int(str(v))
-            for v in _as_list(values, field="environments")
-        }
-    except (ValueError, OverflowError):
-        raise InvalidChange("Unknown environment.", field="environments") from None
-    if not ids:
-        return []
-    if application is None:
-        raise InvalidChange("Choose an application before its environments.", field="environments")
-    found = list(Environment.objects.filter(pk__in=ids, application=application))
-    if len(found) != len(ids):
-        raise InvalidChange(
-            f"Choose environments of {application.name} only.", field="environments"
-        )
-    return sorted(found, key=lambda e: e.name)
-
-
-def _cc_emails(values: object) -> list[str]:
-    emails: dict[str, str] = {}
-    for value in _as_list(values, field="ccs"):
-        email = clean_email(value, field="ccs")
-        emails[email.lower()] = email
-    if len(emails) > MAX_CCS:
-        raise InvalidChange(f"At most {MAX_CCS} CCs.", field="ccs")
-    return sorted(emails.values())
 
 
 def _replace_ccs(ticket: Ticket, emails: Sequence[str]) -> None:
@@ -180,38 +104,6 @@ def _requester(acting_user: User, requester: User | None) -> User:
     return requester
 
 
-def _check_uploads(uploads: Iterable[Upload]) -> list[Upload]:
-    files = list(uploads)
-    for upload in files:
-        clean_upload(upload)
-    return files
-
-
-def _store_attachments(
-    ticket: Ticket, uploads: Iterable[Upload], *, acting_user: User, response: Response | None
-) -> list[Attachment]:
-    stored = []
-    for upload in uploads:
-        name = clean_upload(upload)
-        attachment = Attachment(
-            ticket=ticket,
-            response=response,
-            filename=name,
-            size=upload.size or 0,
-            content_type=mimetypes.guess_type(name)[0] or "application/octet-stream",
-            uploaded_by=acting_user,
-        )
-        # Storage only reads upload.chunks(), which Upload promises; the stubs want a File.
-        attachment.file.save(name, upload, save=False)  # type: ignore[arg-type]
-        attachment.save()
-        stored.append(attachment)
-    return stored
-
-
-def _filenames(stored: Sequence[Attachment]) -> Diff:
-    return {"attachments": [None, [a.filename for a in stored]]} if stored else {}
-
-
 @transaction.atomic
 def create_ticket(
     *,
@@ -241,17 +133,17 @@ def create_ticket(
     if organization_id is None:  # _requester guarantees one; this narrows the type
         raise InvalidChange("The requester must belong to an organization.", field="requester")
     channel = _channel(acting_user, via, channel)
-    ticket_type = _vocabulary_entry(TicketType, type, field="type")
-    ticket_priority = _vocabulary_entry(Priority, priority, field="priority")
+    ticket_type = vocabulary_entry(TicketType, type, field="type")
+    ticket_priority = vocabulary_entry(Priority, priority, field="priority")
     clean_title = clean_text(
         title, field="title", max_length=TITLE_MAX, required=True, one_line=True
     )
     clean_description = clean_text(description, field="description")
-    app = _application(application, organization_id)
-    envs = _environments(environments, app)
-    tag_rows = _tags(tags)
-    cc_list = _cc_emails(ccs)
-    uploads = _check_uploads(attachments)
+    app = application_of(application, organization_id)
+    envs = environments_of(environments, app)
+    tag_rows = tags_named(tags)
+    cc_list = cc_emails(ccs)
+    uploads = check_uploads(attachments)
     ticket = Ticket.objects.create(
         number=allocate_number(),
         type=ticket_type,
@@ -269,13 +161,13 @@ def create_ticket(
     ticket.environments.set(envs)
     ticket.tags.set(tag_rows)
     _replace_ccs(ticket, cc_list)
-    stored = _store_attachments(ticket, uploads, acting_user=acting_user, response=None)
+    stored = store_attachments(ticket, uploads, acting_user=acting_user, response=None)
     changes: Diff = {
         "type": [None, ticket.type.name],
         "priority": [None, ticket.priority.name],
         "title": [None, ticket.title],
         "status": [None, Status.OPEN.label],
-        **_filenames(stored),
+        **filenames(stored),
     }
     record(
         ticket,
@@ -415,13 +307,13 @@ def _apply(ticket: Ticket, acting_user: User, changes: Mapping[str, Any]) -> Dif
 
 
 def _set_type(ticket: Ticket, value: object, _user: User) -> tuple[object, object]:
-    new = _vocabulary_entry(TicketType, value, field="type", current=ticket.type)
+    new = vocabulary_entry(TicketType, value, field="type", current=ticket.type)
     old, ticket.type = ticket.type, new
     return old, new
 
 
 def _set_priority(ticket: Ticket, value: object, _user: User) -> tuple[object, object]:
-    new = _vocabulary_entry(Priority, value, field="priority", current=ticket.priority)
+    new = vocabulary_entry(Priority, value, field="priority", current=ticket.priority)
     old, ticket.priority = ticket.priority, new
     return old, new
 
@@ -451,7 +343,7 @@ def _set_requester(ticket: Ticket, value: object, acting_user: User) -> tuple[ob
 
 
 def _set_tags(ticket: Ticket, value: object, _user: User) -> tuple[object, object]:
-    tags = _tags(value)
+    tags = tags_named(value)
     old = sorted(t.name for t in ticket.tags.all())
     new = [t.name for t in tags]
     if old != new:
@@ -460,7 +352,7 @@ def _set_tags(ticket: Ticket, value: object, _user: User) -> tuple[object, objec
 
 
 def _set_ccs(ticket: Ticket, value: object, _user: User) -> tuple[object, object]:
-    new = _cc_emails(value)
+    new = cc_emails(value)
     old = sorted(c.email for c in ticket.ccs.all())
     if old != new:
         _replace_ccs(ticket, new)
@@ -468,7 +360,7 @@ def _set_ccs(ticket: Ticket, value: object, _user: User) -> tuple[object, object
 
 
 def _set_assignee(ticket: Ticket, value: object, _user: User) -> tuple[object, object]:
-    new = _assignee(value)
+    new = assignee_named(value)
     old, ticket.assignee = ticket.assignee, new
     return old, new
 
@@ -484,7 +376,7 @@ def _set_status(ticket: Ticket, value: object, _user: User) -> tuple[object, obj
 
 
 def _set_problem(ticket: Ticket, value: object, _user: User) -> tuple[object, object]:
-    new = _problem(ticket, value)
+    new = problem_for(ticket, value)
     old, ticket.problem = ticket.problem, new
     return _problem_label(old), _problem_label(new)
 
@@ -506,13 +398,13 @@ _SETTERS: dict[str, Callable[[Ticket, object, User], tuple[object, object]]] = {
 def _apply_scope(ticket: Ticket, changes: Mapping[str, Any]) -> Diff:
     """Application and environments change together: environments must be the application's."""
     app = (
-        _application(changes["application"], ticket.organization_id)
+        application_of(changes["application"], ticket.organization_id)
         if "application" in changes
         else ticket.application
     )
     current = list(ticket.environments.all())
     if "environments" in changes:
-        envs = _environments(changes["environments"], app)
+        envs = environments_of(changes["environments"], app)
     else:  # a new application keeps none of the old one's environments
         envs = [e for e in current if app is not None and e.application_id == app.pk]
     diff: Diff = {}
@@ -524,38 +416,8 @@ def _apply_scope(ticket: Ticket, changes: Mapping[str, Any]) -> Diff:
     return diff
 
 
-def _assignee(value: object) -> User | None:
-    if value is None or value == "":
-        return None
-    user = value if isinstance(value, User) else None
-    if user is None:
-        try:
-            user = User.objects.get(pk=int(str(value)))
-        except (User.DoesNotExist, ValueError, OverflowError):
-            raise InvalidChange("Unknown assignee.", field="assignee") from None
-    if not user.is_agent or not user.is_active:
-        raise InvalidChange("Tickets are assigned to active agents only.", field="assignee")
-    return user
-
-
 def _problem_label(problem: Ticket | None) -> str | None:
     return f"#{problem.number}" if problem is not None else None
-
-
-def _problem(ticket: Ticket, value: object) -> Ticket | None:
-    """The problem an incident links to, by ticket or number (with or without #)."""
-    if value is None or value == "":
-        return None
-    if ticket.type.key != "incident":
-        raise InvalidChange("Only an incident links to a problem.", field="problem")
-    number = value.number if isinstance(value, Ticket) else str(value).strip().removeprefix("#")
-    try:
-        problem = Ticket.objects.select_related("type").get(number=int(number))
-    except (Ticket.DoesNotExist, ValueError, OverflowError):
-        raise InvalidChange(f"No ticket #{number}.", field="problem") from None
-    if problem.type.key != "problem":
-        raise InvalidChange(f"#{problem.number} is not a problem.", field="problem")
-    return problem
 
 
 @transaction.atomic
@@ -632,7 +494,7 @@ def add_response(
     text = clean_text(body, field="body", required=True)
     channel = _channel(acting_user, via, channel)
     author = _response_author(ticket, acting_user, on_behalf_of, internal=internal)
-    uploads = _check_uploads(attachments)
+    uploads = check_uploads(attachments)
     response = Response.objects.create(
         ticket=ticket,
         author=author,
@@ -641,8 +503,8 @@ def add_response(
         channel=channel,
         logged_by=acting_user if author != acting_user else None,
     )
-    stored = _store_attachments(ticket, uploads, acting_user=acting_user, response=response)
-    changes = _filenames(stored)
+    stored = store_attachments(ticket, uploads, acting_user=acting_user, response=response)
+    changes = filenames(stored)
     if not internal and author.is_customer and ticket.status == Status.PENDING:
         changes |= _reopen_on_reply(ticket)
     ticket.last_updated_by = acting_user
@@ -670,10 +532,10 @@ def add_attachments(
     oversized one (nothing is stored then).
     """
     ticket = access.access_ticket(acting_user, ticket.number, for_update=True)
-    files = _check_uploads(uploads)
+    files = check_uploads(uploads)
     if not files:
         raise InvalidChange("Choose a file to attach.", field="attachments")
-    stored = _store_attachments(ticket, files, acting_user=acting_user, response=None)
+    stored = store_attachments(ticket, files, acting_user=acting_user, response=None)
     ticket.last_updated_by = acting_user
     ticket.save(update_fields=["last_updated_by", "updated_at"])
     record(
@@ -682,6 +544,6 @@ def add_attachments(
         acting_user=acting_user,
         via=via,
         version=ticket.version,
-        changes=_filenames(stored),
+        changes=filenames(stored),
     )
     return stored
