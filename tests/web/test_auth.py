@@ -103,3 +103,45 @@ def test_pages_load_htmx_from_this_site_without_inline_script_or_style(as_bob):
     assert "<script>" not in html
     assert " style=" not in html
     assert " onclick=" not in html
+
+
+def test_the_lockout_lasts_fifteen_minutes_from_the_fifth_failure(client, bob, time_machine):
+    time_machine.move_to("2026-03-02 09:00:00+00:00", tick=False)
+    for minute in (0, 4, 8, 12):
+        time_machine.move_to(f"2026-03-02 09:{minute:02d}:00+00:00", tick=False)
+        assert login(client, bob.email, "wrong").status_code == 200
+    time_machine.move_to("2026-03-02 09:14:00+00:00", tick=False)
+    assert login(client, bob.email, "wrong").status_code == 200  # the fifth, 14 minutes on
+    time_machine.move_to("2026-03-02 09:28:59+00:00", tick=False)
+    assert login(client, bob.email, PASSWORD).status_code == 429  # 14:59 after the fifth
+    time_machine.move_to("2026-03-02 09:29:01+00:00", tick=False)
+    assert login(client, bob.email, PASSWORD).status_code == 302
+
+
+def test_five_failures_spread_over_more_than_fifteen_minutes_lock_nothing(
+    client, bob, time_machine
+):
+    for minute in (0, 5, 10, 15, 20):
+        time_machine.move_to(f"2026-03-02 09:{minute:02d}:30+00:00", tick=False)
+        assert login(client, bob.email, "wrong").status_code == 200
+    assert login(client, bob.email, PASSWORD).status_code == 302
+
+
+def test_refused_attempts_while_locked_do_not_extend_the_lock(client, bob, time_machine):
+    time_machine.move_to("2026-03-02 09:00:00+00:00", tick=False)
+    for _ in range(5):
+        login(client, bob.email, "wrong")
+    for minute in (5, 10, 14):
+        time_machine.move_to(f"2026-03-02 09:{minute:02d}:00+00:00", tick=False)
+        assert login(client, bob.email, "wrong").status_code == 429
+    time_machine.move_to("2026-03-02 09:15:01+00:00", tick=False)
+    assert login(client, bob.email, PASSWORD).status_code == 302
+    assert LoginFailure.objects.filter(email=bob.email).count() == 5
+
+
+def test_old_failures_are_pruned_when_a_new_one_is_recorded(client, bob, time_machine):
+    time_machine.move_to("2026-03-02 09:00:00+00:00", tick=False)
+    login(client, bob.email, "wrong")
+    time_machine.move_to("2026-03-02 10:00:00+00:00", tick=False)
+    login(client, "other@example.test", "wrong")
+    assert list(LoginFailure.objects.values_list("email", flat=True)) == ["other@example.test"]
