@@ -59,9 +59,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     parser.add_argument(
         "--server",
-        choices=["serve", "gunicorn"],
+        choices=["serve", "gunicorn", "granian"],
         default=None,
-        help="`supportdesk serve` (the default once it exists) or plain gunicorn",
+        help="`supportdesk serve` (the default), plain gunicorn, or granian (pip install granian) to compare",
     )
     return parser.parse_args()
 
@@ -157,14 +157,35 @@ def start_server(args: argparse.Namespace, home: Path, port: int) -> subprocess.
             env={**env, "DJANGO_SETTINGS_MODULE": "supportdesk.settings"},
             check=True,
         )
-        command = [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "supportdesk.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-        ]
+        command = (
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "supportdesk.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--worker-class",
+                "gthread",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+            ]
+            if args.server == "gunicorn"
+            else [
+                str(Path(sys.executable).parent / "granian"),
+                "--interface",
+                "wsgi",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+                "--blocking-threads",
+                "4",
+                "supportdesk.wsgi:application",
+            ]
+        )
     print(f"bench: starting `{Path(command[0]).name} {' '.join(command[1:])}`")
     return subprocess.Popen(
         command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

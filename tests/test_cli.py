@@ -355,3 +355,21 @@ def test_worker_runs_until_sigterm_and_exits_0(home):
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--email", "not-an-email", "--role", "agent"], "not an email address"),
+        (["--email", "x" * 300 + "@example.com", "--role", "agent"], "email"),
+        (["--email", "long@example.com", "--role", "customer", "--org", "O" * 1000], "org"),
+        (["--email", "tab@example.com", "--role", "agent", "--name", "N" * 1000], "name"),
+    ],
+)
+def test_createuser_refuses_malformed_and_oversized_input_and_creates_nothing(home, args, message):
+    result = supportdesk(home, "createuser", *args)
+    assert result.returncode == 1
+    assert message in result.stderr.lower()
+    assert "Traceback" not in result.stderr
+    assert rows(home, "SELECT COUNT(*) FROM accounts_user") == [(len(AGENTS),)]
+    assert rows(home, "SELECT COUNT(*) FROM accounts_organization") == [(0,)]
