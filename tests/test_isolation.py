@@ -16,6 +16,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from supportdesk.accounts.models import ApiToken
+from supportdesk.accounts.services import create_token
 from supportdesk.events.models import Via
 from supportdesk.tickets import services
 from supportdesk.tickets.models import Ticket
@@ -31,6 +33,7 @@ class World:
     note_attachment_id: int
     app_id: int
     environment_name: str
+    token_id: int
 
 
 def _walk(patterns: list, prefix: str = "", namespace: str = "") -> Iterator[tuple[str, str]]:
@@ -43,7 +46,8 @@ def _walk(patterns: list, prefix: str = "", namespace: str = "") -> Iterator[tup
 
 
 def all_patterns() -> list[tuple[str, str]]:
-    return sorted(set(_walk(get_resolver().url_patterns)))
+    """Every page's pattern; the REST API's are covered operation by operation in tests/api."""
+    return sorted(p for p in set(_walk(get_resolver().url_patterns)) if not p[0].startswith("api/"))
 
 
 # How carol tries each page: a list of (method, url, data) built from bob's world.
@@ -53,6 +57,9 @@ TRIES: dict[str, Callable[[World], list[Attempt]]] = {
     "login": lambda w: [("get", reverse("login"), {})],
     "logout": lambda w: [("post", reverse("logout"), {})],
     "profile": lambda w: [("get", reverse("profile"), {})],
+    "profile_token_revoke": lambda w: [
+        ("post", reverse("profile_token_revoke", args=[w.token_id]), {}),
+    ],
     "healthz": lambda w: [("get", reverse("healthz"), {})],
     "panel": lambda w: [
         ("get", reverse("panel"), {"view": view, "q": q})
@@ -115,6 +122,7 @@ MUST_404 = {
     "ticket_close",
     "ticket_attachment",
     "agent_queue",
+    "profile_token_revoke",
 }
 PUBLIC = {"login", "healthz"}
 
@@ -139,6 +147,7 @@ def world(bob, shop, alice):
         attachments=[SimpleUploadedFile("note.txt", b"internal")],
     )
     services.update_ticket(ticket, acting_user=alice, via=Via.WEB, changes={"status": "resolved"})
+    token, _secret = create_token(bob, name="acme monitoring")
     ticket.refresh_from_db()
     return World(
         ticket=ticket,
@@ -146,6 +155,7 @@ def world(bob, shop, alice):
         note_attachment_id=note.attachments.get().pk,
         app_id=shop.pk,
         environment_name=environment.name,
+        token_id=token.pk,
     )
 
 
@@ -227,6 +237,7 @@ def test_a_customer_of_another_organization_gets_nothing_of_bobs(world, carol):
         .exclude(pk=world.ticket.pk)
         .exists()
     ), "carol created a ticket in bob's organization"
+    assert ApiToken.objects.get(pk=world.token_id).revoked_at is None, "carol revoked bob's token"
 
 
 def test_an_anonymous_visitor_is_sent_to_login_everywhere_but_public_pages(world):
@@ -253,6 +264,7 @@ def test_an_anonymous_visitor_is_sent_to_login_everywhere_but_public_pages(world
                 )
     world.ticket.refresh_from_db()
     assert world.ticket.responses.count() == 1
+    assert ApiToken.objects.get(pk=world.token_id).revoked_at is None
 
 
 @pytest.mark.parametrize("number", [1, 999, 99999999, 2**40])

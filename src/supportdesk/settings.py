@@ -124,6 +124,8 @@ if SECURE_COOKIES:
 
 MAIL_DOMAIN = env("SUPPORTDESK_MAIL_DOMAIN", "support.localhost")
 UPLOAD_MAX_BYTES = env_int("SUPPORTDESK_UPLOAD_MAX_BYTES", default=25 * 1024 * 1024)
+# API requests a minute per token; 0 turns the limit off.
+API_RATE_LIMIT = env_int("SUPPORTDESK_API_RATE_LIMIT", default=600)
 # Leave room for the rest of a multipart form above the largest allowed file.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
@@ -142,7 +144,15 @@ INSTALLED_APPS = [
     "supportdesk.accounts",
     "supportdesk.tickets",
     "supportdesk.web",
+    "ninja",
+    "supportdesk.api",
 ]
+
+# bench/api.py measures the API beside a trivial view that inserts one row (the framework's
+# ceiling): that view, its table and its URL exist only when this is on.
+BENCH_CEILING = env_bool("SUPPORTDESK_BENCH_CEILING", default=False)
+if BENCH_CEILING:
+    INSTALLED_APPS.append("supportdesk.benchceiling")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

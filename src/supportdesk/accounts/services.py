@@ -222,3 +222,16 @@ def update_profile(user: User, *, name: str, time_zone: str) -> User:
     user.time_zone = time_zone
     user.save(update_fields=["name", "time_zone"])
     return user
+
+
+TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+def touch_token(token: ApiToken) -> None:
+    """Note that the token was used, at most once a minute: a write on every request would
+    cost more than the request itself."""
+    now = timezone.now()
+    if token.last_used_at is not None and now - token.last_used_at < TOKEN_TOUCH_INTERVAL:
+        return
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    token.last_used_at = now
