@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
-from ninja import NinjaAPI
+from ninja import NinjaAPI, Router
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.openapi.schema import OpenAPISchema
 
 from supportdesk.api import attachments, directory, responses, tickets
 from supportdesk.api.auth import BearerToken
@@ -13,7 +16,25 @@ from supportdesk.api.parsing import StrictJsonParser
 from supportdesk.api.problems import Problem, field_error, problem_response
 from supportdesk.errors import Conflict, DomainError, Forbidden, InvalidChange, NotFound
 
-api = NinjaAPI(
+PROBLEM_JSON = "application/problem+json"
+
+
+class SupportdeskAPI(NinjaAPI):
+    def get_openapi_schema(
+        self, *, path_prefix: str | None = None, path_params: dict[str, Any] | None = None
+    ) -> OpenAPISchema:
+        """Ninja documents every answer as application/json; errors are problem+json."""
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        for methods in schema["paths"].values():
+            for operation in methods.values():
+                for status, answer in operation.get("responses", {}).items():
+                    content = answer.get("content", {})
+                    if int(status) >= 400 and "application/json" in content:
+                        content[PROBLEM_JSON] = content.pop("application/json")
+        return schema
+
+
+api = SupportdeskAPI(
     title="supportdesk",
     version="1",
     description="Tickets addressed by number; `Authorization: Bearer <token>`.",
@@ -25,6 +46,23 @@ api.add_router("", tickets.router)
 api.add_router("", responses.router)
 api.add_router("", attachments.router)
 api.add_router("", directory.router)
+
+# Last, so that it only answers what no route above matched: in no operation list.
+unknown = Router(auth=None)
+ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+@unknown.api_operation(ANY_METHOD, "/", include_in_schema=False, url_name="api_root")
+def api_root(request: HttpRequest) -> HttpResponse:
+    raise Problem(404, "No endpoint here; the API is described at /api/v1/openapi.json.")
+
+
+@unknown.api_operation(ANY_METHOD, "/{path:rest}", include_in_schema=False, url_name="api_unknown")
+def unknown_path(request: HttpRequest, rest: str) -> HttpResponse:
+    raise Problem(404, "No such endpoint; the API is described at /api/v1/openapi.json.")
+
+
+api.add_router("", unknown)
 
 
 @api.exception_handler(Problem)

@@ -14,7 +14,7 @@ from ninja.files import UploadedFile
 from supportdesk.api import representations
 from supportdesk.api.auth import ApiRequest
 from supportdesk.api.problems import Problem
-from supportdesk.api.schemas import AttachmentOut
+from supportdesk.api.schemas import READ_PROBLEMS, WRITE_PROBLEMS, AttachmentOut, answers
 from supportdesk.events.models import Via
 from supportdesk.tickets import queries, services
 from supportdesk.tickets.access import access_attachment, access_ticket
@@ -23,7 +23,9 @@ router = Router(tags=["attachments"])
 
 
 @router.get(
-    "/tickets/{number}/attachments", response=list[AttachmentOut], operation_id="list_attachments"
+    "/tickets/{number}/attachments",
+    response=answers({200: list[AttachmentOut]}, READ_PROBLEMS),
+    operation_id="list_attachments",
 )
 def list_attachments(request: ApiRequest, number: int) -> list[dict[str, Any]]:
     """Files attached to the ticket itself; a response's files are listed with it."""
@@ -33,7 +35,7 @@ def list_attachments(request: ApiRequest, number: int) -> list[dict[str, Any]]:
 
 @router.post(
     "/tickets/{number}/attachments",
-    response={201: list[AttachmentOut]},
+    response=answers({201: list[AttachmentOut]}, WRITE_PROBLEMS),
     operation_id="upload_attachments",
 )
 def upload_attachments(
@@ -63,7 +65,17 @@ def upload_attachments(
 
 @router.get(
     "/tickets/{number}/attachments/{attachment_id}",
-    response={200: bytes},
+    response=answers({200: None}, READ_PROBLEMS),
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "The file",
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
+            }
+        }
+    },
     operation_id="download_attachment",
     url_name="attachment_download",
 )

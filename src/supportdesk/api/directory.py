@@ -8,29 +8,24 @@ from typing import Any
 from django.db.models import Prefetch, QuerySet
 from ninja import Router
 
-from supportdesk.accounts.models import Application, Organization, User
+from supportdesk.accounts.models import Application
 from supportdesk.api.auth import ApiRequest
-from supportdesk.api.schemas import MeOut, OrganizationOut, TagOut, VocabularyOut
+from supportdesk.api.schemas import (
+    READ_PROBLEMS,
+    MeOut,
+    OrganizationOut,
+    TagOut,
+    VocabularyOut,
+    answers,
+)
 from supportdesk.tickets import queries
+from supportdesk.tickets.access import visible_organizations
 from supportdesk.tickets.models import Priority, Tag, TicketType
 
 router = Router(tags=["directory"])
 
 
-def visible_organizations(user: User) -> QuerySet[Organization]:
-    """A customer's own organization; every one for agents (they work all tickets)."""
-    organizations = Organization.objects.all()
-    if not user.is_agent:
-        organizations = organizations.filter(id=user.organization_id or 0)
-    return organizations.order_by("name", "id").prefetch_related(
-        Prefetch(
-            "applications",
-            queryset=Application.objects.order_by("name", "id").prefetch_related("environments"),
-        )
-    )
-
-
-@router.get("/users/me", response=MeOut, operation_id="get_me")
+@router.get("/users/me", response=answers({200: MeOut}, READ_PROBLEMS), operation_id="get_me")
 def me(request: ApiRequest) -> dict[str, Any]:
     user = request.auth
     return {
@@ -43,8 +38,18 @@ def me(request: ApiRequest) -> dict[str, Any]:
     }
 
 
-@router.get("/organizations", response=list[OrganizationOut], operation_id="list_organizations")
+@router.get(
+    "/organizations",
+    response=answers({200: list[OrganizationOut]}, READ_PROBLEMS),
+    operation_id="list_organizations",
+)
 def list_organizations(request: ApiRequest) -> list[dict[str, Any]]:
+    applications = Application.objects.order_by("name", "id").prefetch_related("environments")
+    organizations = (
+        visible_organizations(request.auth)
+        .order_by("name", "id")
+        .prefetch_related(Prefetch("applications", queryset=applications))
+    )
     return [
         {
             "id": org.pk,
@@ -61,20 +66,26 @@ def list_organizations(request: ApiRequest) -> list[dict[str, Any]]:
                 for app in org.applications.all()
             ],
         }
-        for org in visible_organizations(request.auth)
+        for org in organizations
     ]
 
 
-@router.get("/types", response=list[VocabularyOut], operation_id="list_types")
+@router.get(
+    "/types", response=answers({200: list[VocabularyOut]}, READ_PROBLEMS), operation_id="list_types"
+)
 def list_types(request: ApiRequest) -> QuerySet[TicketType]:
     return queries.offered_types()
 
 
-@router.get("/priorities", response=list[VocabularyOut], operation_id="list_priorities")
+@router.get(
+    "/priorities",
+    response=answers({200: list[VocabularyOut]}, READ_PROBLEMS),
+    operation_id="list_priorities",
+)
 def list_priorities(request: ApiRequest) -> QuerySet[Priority]:
     return queries.offered_priorities()
 
 
-@router.get("/tags", response=list[TagOut], operation_id="list_tags")
+@router.get("/tags", response=answers({200: list[TagOut]}, READ_PROBLEMS), operation_id="list_tags")
 def list_tags(request: ApiRequest) -> QuerySet[Tag]:
     return queries.offered_tags()

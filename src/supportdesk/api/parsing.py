@@ -33,10 +33,40 @@ def read_body(request: HttpRequest) -> bytes:
         raise Problem(413, "The request body is too large.") from None
 
 
+# Routes (by URL name) whose POST also takes multipart/form-data: fields beside `files`.
+FORM_ROUTES = frozenset({"ticket_responses"})
+
+
+def accepts_form(request: HttpRequest) -> bool:
+    match = request.resolver_match
+    return (
+        request.content_type == "multipart/form-data"
+        and match is not None
+        and match.url_name in FORM_ROUTES
+    )
+
+
+def form_fields(request: HttpRequest) -> dict[str, str]:
+    """A multipart body's fields other than files; each name given once."""
+    try:
+        form = request.POST
+    except RequestDataTooBig:
+        raise Problem(413, "The request body is too large.") from None
+    for name in form:
+        if len(form.getlist(name)) > 1:
+            raise Problem(400, f"The field {name} is given more than once.")
+    fields = {name: form[name] for name in form}
+    _refuse_nul(fields)
+    return fields
+
+
 class StrictJsonParser(Parser):
-    """JSON only, and a clear 400, 413 or 415 for what cannot be read."""
+    """JSON only (and multipart forms where a route takes files), and a clear 400, 413 or
+    415 for what cannot be read."""
 
     def parse_body(self, request: HttpRequest) -> Any:
+        if accepts_form(request):
+            return form_fields(request)
         if request.content_type != "application/json":
             raise Problem(415, "Send the body as application/json.")
         body = read_body(request)

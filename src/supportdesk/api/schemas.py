@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -14,6 +15,19 @@ class Input(Schema):
 
 
 class TicketIn(Input):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "incident",
+                    "priority": "urgent",
+                    "title": "Checkout answers 502",
+                    "description": "Since 14:02 UTC every payment fails.",
+                }
+            ]
+        }
+    )
+
     type: str = Field(max_length=32, examples=["question"])
     priority: str = Field(max_length=32, examples=["normal"])
     title: str = Field(max_length=200)
@@ -44,6 +58,10 @@ class TicketPatch(Input):
 
 
 class ResponseIn(Input):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"body": "It works again since 14:30, thank you."}]}
+    )
+
     body: str
     internal: bool = False
     channel: Literal["web", "api", "email", "phone", "chat"] | None = None
@@ -169,3 +187,13 @@ class ProblemDocument(Schema):
     status: int
     detail: str
     errors: list[dict[str, str]] | None = None
+
+
+# The problems each kind of operation can answer, documented in its `response=` mapping.
+READ_PROBLEMS = (400, 401, 404, 422, 429)
+WRITE_PROBLEMS = (*READ_PROBLEMS, 403, 409, 413, 415)
+
+
+def answers(ok: Mapping[int, object], problems: Iterable[int]) -> dict[Any, object]:
+    """A route's `response=`: its result and the problem+json statuses it may answer."""
+    return {**ok, frozenset(problems): ProblemDocument}

@@ -15,7 +15,16 @@ from supportdesk.api.idempotency import run_once
 from supportdesk.api.lookups import user_by_email
 from supportdesk.api.pagination import page
 from supportdesk.api.problems import Problem
-from supportdesk.api.schemas import EventOut, TicketIn, TicketOut, TicketPage, TicketPatch
+from supportdesk.api.schemas import (
+    READ_PROBLEMS,
+    WRITE_PROBLEMS,
+    EventOut,
+    TicketIn,
+    TicketOut,
+    TicketPage,
+    TicketPatch,
+    answers,
+)
 from supportdesk.errors import Conflict
 from supportdesk.events.models import Via
 from supportdesk.tickets import queries, services
@@ -46,7 +55,9 @@ def _detail(request: ApiRequest, number: int) -> dict[str, Any]:
     return representations.ticket_detail(request.auth, queries.ticket_page(request.auth, number))
 
 
-@router.get("/tickets", response=TicketPage, operation_id="list_tickets")
+@router.get(
+    "/tickets", response=answers({200: TicketPage}, READ_PROBLEMS), operation_id="list_tickets"
+)
 def list_tickets(request: ApiRequest, params: Query[TicketQuery]) -> dict[str, Any]:
     """Visible tickets, newest first: the customer panel's views, or an agent's queues."""
     user = request.auth
@@ -69,7 +80,9 @@ def list_tickets(request: ApiRequest, params: Query[TicketQuery]) -> dict[str, A
     }
 
 
-@router.post("/tickets", response={201: TicketOut}, operation_id="create_ticket")
+@router.post(
+    "/tickets", response=answers({201: TicketOut}, WRITE_PROBLEMS), operation_id="create_ticket"
+)
 def create_ticket(
     request: ApiRequest,
     payload: TicketIn,
@@ -99,7 +112,11 @@ def create_ticket(
     return response
 
 
-@router.get("/tickets/{number}", response=TicketOut, operation_id="get_ticket")
+@router.get(
+    "/tickets/{number}",
+    response=answers({200: TicketOut}, READ_PROBLEMS),
+    operation_id="get_ticket",
+)
 def get_ticket(request: ApiRequest, number: int, response: HttpResponse) -> dict[str, Any]:
     detail = _detail(request, number)
     response["ETag"] = _etag(detail)
@@ -118,7 +135,11 @@ def _expected_version(if_match: str | None, number: int) -> int | None:
     return int(version)
 
 
-@router.patch("/tickets/{number}", response=TicketOut, operation_id="update_ticket")
+@router.patch(
+    "/tickets/{number}",
+    response=answers({200: TicketOut}, (*WRITE_PROBLEMS, 412)),
+    operation_id="update_ticket",
+)
 def update_ticket(
     request: ApiRequest,
     number: int,
@@ -150,7 +171,11 @@ def update_ticket(
     return detail
 
 
-@router.post("/tickets/{number}/reopen", response=TicketOut, operation_id="reopen_ticket")
+@router.post(
+    "/tickets/{number}/reopen",
+    response=answers({200: TicketOut}, WRITE_PROBLEMS),
+    operation_id="reopen_ticket",
+)
 def reopen_ticket(request: ApiRequest, number: int, response: HttpResponse) -> dict[str, Any]:
     ticket = access_ticket(request.auth, number)
     services.reopen_ticket(ticket, acting_user=request.auth, via=Via.API)
@@ -159,7 +184,11 @@ def reopen_ticket(request: ApiRequest, number: int, response: HttpResponse) -> d
     return detail
 
 
-@router.get("/tickets/{number}/events", response=list[EventOut], operation_id="list_events")
+@router.get(
+    "/tickets/{number}/events",
+    response=answers({200: list[EventOut]}, READ_PROBLEMS),
+    operation_id="list_events",
+)
 def list_events(request: ApiRequest, number: int) -> list[dict[str, Any]]:
     """The ticket's history, oldest first; internal events are agents' only."""
     ticket = access_ticket(request.auth, number)

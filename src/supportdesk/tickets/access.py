@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from supportdesk.accounts.models import User
+from supportdesk.accounts.models import Organization, User
 from supportdesk.errors import NotFound
 from supportdesk.tickets.models import DONE_STATUSES, Attachment, Ticket
 
@@ -26,6 +26,18 @@ def visible_tickets(user: User) -> QuerySet[Ticket]:
     if user.organization_id is None:  # the database refuses such a customer; never widen
         return Ticket.objects.none()
     return Ticket.objects.filter(organization_id=user.organization_id)
+
+
+def visible_organizations(user: User) -> QuerySet[Organization]:
+    """The organizations a user may see, with their applications and environments:
+    a customer only their own, agents every one (they work all tickets)."""
+    if not user.is_active:
+        return Organization.objects.none()
+    if user.is_agent:
+        return Organization.objects.all()
+    if user.organization_id is None:  # as in visible_tickets: never widen
+        return Organization.objects.none()
+    return Organization.objects.filter(id=user.organization_id)
 
 
 def access_ticket(user: User, number: int, *, for_update: bool = False) -> Ticket:
