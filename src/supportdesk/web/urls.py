@@ -9,6 +9,11 @@ urlpatterns = [
     path("login/", auth.login_view, name="login"),
     path("logout/", auth.logout_view, name="logout"),
     path("profile/", profile.profile, name="profile"),
+    path(
+        "profile/tokens/<int:token_id>/revoke/",
+        profile.revoke_api_token,
+        name="profile_token_revoke",
+    ),
     path("healthz", health.healthz, name="healthz"),
     path("tickets/", panel.panel, name="panel"),
     path("tickets/new/", ticket_forms.new_ticket, name="ticket_new"),

@@ -30,3 +30,21 @@ class ProfileForm(forms.Form):
         widget=FastSelect,
         help_text="Times on every page are shown in this zone.",
     )
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(
+        label="Token name",
+        max_length=100,
+        help_text="What the token is for, e.g. “monitoring”, to tell your tokens apart.",
+    )
+    read_only = forms.BooleanField(
+        label="Read-only (the token can read but not change anything)", required=False
+    )
+    expires_days = forms.IntegerField(
+        label="Expires after (days)",
+        required=False,
+        min_value=1,
+        max_value=3650,
+        help_text="Leave empty for a token that does not expire.",
+    )

@@ -1,4 +1,4 @@
-"""The user's own settings: name, time zone, password."""
+"""The user's own settings: name, time zone, password and API tokens."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_POST
 
 from supportdesk.accounts.models import User
-from supportdesk.accounts.services import update_profile
+from supportdesk.accounts.services import create_token, revoke_token, update_profile
 from supportdesk.errors import InvalidChange
-from supportdesk.web.forms.accounts import ProfileForm
+from supportdesk.web.forms.accounts import ApiTokenForm, ProfileForm
 from supportdesk.web.views.errors import add_domain_error
 
 
@@ -29,6 +31,8 @@ def profile(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     profile_form = ProfileForm(initial={"name": user.name, "time_zone": user.time_zone})
     password_form = _password_form(user)
+    token_form = ApiTokenForm()
+    new_secret = ""
     status = 200
     if request.method == "POST" and request.POST.get("form") == "password":
         password_form = _password_form(user, request.POST)
@@ -38,6 +42,13 @@ def profile(request: HttpRequest) -> HttpResponse:
             messages.success(request, "Your password is changed.")
             return redirect("profile")
         status = 400
+    elif request.method == "POST" and request.POST.get("form") == "token":
+        token_form = ApiTokenForm(request.POST)
+        new_secret = _create_token(user, token_form)
+        if new_secret:
+            token_form = ApiTokenForm()  # a fresh form for the next token
+        else:
+            status = 400
     elif request.method == "POST":
         profile_form = ProfileForm(request.POST)
         if profile_form.is_valid():
@@ -53,9 +64,52 @@ def profile(request: HttpRequest) -> HttpResponse:
                 messages.success(request, "Your profile is saved.")
                 return redirect("profile")
         status = 400
-    return render(
+    response = render(
         request,
         "profile/profile.html",
-        {"profile_form": profile_form, "password_form": password_form},
+        {
+            "profile_form": profile_form,
+            "password_form": password_form,
+            "token_form": token_form,
+            "tokens": list(user.api_tokens.all()),
+            "new_secret": new_secret,
+        },
         status=status,
     )
+    if new_secret:
+        # The secret is in this response only: no cache may keep a copy of it.
+        add_never_cache_headers(response)
+    return response
+
+
+def _create_token(user: User, form: ApiTokenForm) -> str:
+    """The new token's secret, or "" with the errors on the form. The secret is rendered
+    once in the answer to this POST: never stored, not in the session, not in a message."""
+    if not form.is_valid():
+        return ""
+    try:
+        _token, secret = create_token(
+            user,
+            name=form.cleaned_data["name"],
+            read_only=form.cleaned_data["read_only"],
+            expires_days=form.cleaned_data["expires_days"],
+        )
+    except InvalidChange as error:
+        if error.field == "expires":
+            form.add_error("expires_days", error.message)
+        else:
+            add_domain_error(form, error)
+        return ""
+    return secret
+
+
+@login_required
+@require_POST
+def revoke_api_token(request: HttpRequest, token_id: int) -> HttpResponse:
+    """Revoke one of the user's own tokens; anyone else's id is a 404, as for a missing one."""
+    user: User = request.user  # type: ignore[assignment]
+    token = get_object_or_404(user.api_tokens, pk=token_id)
+    if token.revoked_at is None:
+        revoke_token(token)
+        messages.success(request, f"The token “{token.name or token.prefix}” is revoked.")
+    return redirect("profile")
