@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
@@ -53,16 +53,19 @@ Diff = dict[str, list[Any]]
 
 
 def allocate_number() -> int:
-    """Next ticket number, taken under a row lock in the caller's transaction.
+    """Next ticket number, taken under the counter row's lock in the caller's transaction.
 
-    The counter holds the last number handed out. A rollback rolls the counter back with the
-    ticket, so numbers stay unique and increasing.
+    The counter holds the last number handed out; the UPDATE takes the row lock until the
+    caller commits, and a rollback rolls the counter back with the ticket, so numbers stay
+    unique and increasing. Two round trips: the UPDATE, then reading the value back.
     """
-    counter, _created = Counter.objects.select_for_update().get_or_create(
-        name="ticket", defaults={"value": _last_number_in_use()}
-    )
-    Counter.objects.filter(pk=counter.pk).update(value=F("value") + 1)
-    return counter.value + 1
+    if Counter.objects.filter(name="ticket").update(value=F("value") + 1) == 0:
+        try:
+            with transaction.atomic():  # the first ticket ever, or after a bulk import
+                Counter.objects.create(name="ticket", value=_last_number_in_use() + 1)
+        except IntegrityError:  # another transaction created it first: take the next one
+            Counter.objects.filter(name="ticket").update(value=F("value") + 1)
+    return Counter.objects.values_list("value", flat=True).get(name="ticket")
 
 
 def _last_number_in_use() -> int:
@@ -71,9 +74,10 @@ def _last_number_in_use() -> int:
     return max(FIRST_TICKET_NUMBER - 1, highest or 0)
 
 
-def _replace_ccs(ticket: Ticket, emails: Sequence[str]) -> None:
+def _replace_ccs(ticket: Ticket, emails: Sequence[str], *, new: bool = False) -> None:
     """Replace the CC list; an address that belongs to a user links that user."""
-    ticket.ccs.all().delete()
+    if not new:
+        ticket.ccs.all().delete()
     if not emails:
         return
     match = Q()
@@ -158,9 +162,12 @@ def create_ticket(
         last_updated_by=acting_user,
         channel=channel,
     )
-    ticket.environments.set(envs)
-    ticket.tags.set(tag_rows)
-    _replace_ccs(ticket, cc_list)
+    # A new ticket has no links yet: add what there is, skip what is empty.
+    if envs:
+        ticket.environments.add(*envs)
+    if tag_rows:
+        ticket.tags.add(*tag_rows)
+    _replace_ccs(ticket, cc_list, new=True)
     stored = store_attachments(ticket, uploads, acting_user=acting_user, response=None)
     changes: Diff = {
         "type": [None, ticket.type.name],
