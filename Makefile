@@ -14,7 +14,7 @@ PORT ?= 8000
 PG_TESTS := $(wildcard tests/tickets tests/accounts tests/events tests/web tests/api tests/test_isolation.py tests/test_database.py)
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install dev run test lint typecheck bench clean FORCE
+.PHONY: help install dev run test lint typecheck bench bench-api clean FORCE
 
 help:
 	@echo "make run        install, then start supportdesk with demo data on http://$(HOST):$(PORT)/"
@@ -22,7 +22,8 @@ help:
 	@echo "make install    create $(VENV) and install supportdesk into it"
 	@echo "make lint       ruff and import-linter"
 	@echo "make typecheck  mypy"
-	@echo "make bench      the benchmark (bench/run)"
+	@echo "make bench      the page benchmark (bench/run)"
+	@echo "make bench-api  the API benchmark (bench/run-api; needs the database bench/run seeds)"
 	@echo "make clean      remove $(VENV), caches and build output (never ./var, which holds data)"
 
 # Checked on every run: a virtualenv made by a Python older than 3.12, or one whose Python
@@ -73,7 +74,10 @@ test: dev
 	$(BIN)/python -m tests.pg -- $(BIN)/pytest -n $(PYTEST_WORKERS) $(PG_TESTS)
 
 bench: install
-	@if [ -x bench/run ]; then bench/run; else echo "There is no bench/run yet." >&2; exit 1; fi
+	bench/run
+
+bench-api: install
+	bench/run-api
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache \
