@@ -27,6 +27,19 @@ def test_a_customer_creates_a_ticket_and_reads_it_back(as_bob, bob):
     assert got["ETag"] == f'"{number}-1"'
 
 
+def test_the_create_answer_is_exactly_what_a_read_returns(as_bob, bob, shop):
+    """The create answer is built from the service's ticket, not read back: it must agree."""
+    production = shop.environments.get(name="Production")
+    body = {
+        **NEW, "application": shop.pk, "environments": [production.pk], "tags": ["Bug"],
+        "ccs": ["ops@example.org", bob.email],
+    }  # fmt: skip
+    created = as_bob.post("/tickets", body)
+    assert created.status_code == 201, created.content
+    got = as_bob.get(f"/tickets/{created.json()['number']}")
+    assert created.json() == got.json()
+
+
 def test_an_agent_opens_a_ticket_for_a_customer_by_email(as_alice, bob):
     created = as_alice.post("/tickets", {**NEW, "requester": bob.email})
     assert created.status_code == 201, created.content

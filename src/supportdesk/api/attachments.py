@@ -14,7 +14,7 @@ from ninja.files import UploadedFile
 from supportdesk.api import representations
 from supportdesk.api.auth import ApiRequest
 from supportdesk.api.problems import Problem
-from supportdesk.api.schemas import READ_PROBLEMS, WRITE_PROBLEMS, AttachmentOut, answers
+from supportdesk.api.schemas import READ_PROBLEMS, WRITE_PROBLEMS, AttachmentOut, answers, wire
 from supportdesk.events.models import Via
 from supportdesk.tickets import queries, services
 from supportdesk.tickets.access import access_attachment, access_ticket
@@ -57,8 +57,7 @@ def upload_attachments(
         via=Via.API,
     )
     body = [
-        AttachmentOut.model_validate(representations.attachment(a, number)).model_dump(mode="json")
-        for a in stored
+        wire(AttachmentOut.model_validate(representations.attachment(a, number))) for a in stored
     ]
     return HttpResponse(json.dumps(body), status=201, content_type="application/json")
 

@@ -23,6 +23,7 @@ from supportdesk.api.schemas import (
     ResponseIn,
     ResponseOut,
     answers,
+    wire,
 )
 from supportdesk.events.models import Via
 from supportdesk.tickets import queries, services
@@ -116,7 +117,7 @@ def create_response(
             attachments=files,  # type: ignore[arg-type]
         )
         body = ResponseOut.model_validate(representations.response(added, number))
-        return 201, body.model_dump(mode="json")
+        return 201, wire(body)
 
     return run_once(
         request.auth,

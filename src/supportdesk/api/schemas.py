@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
 from ninja import Field, Schema
-from pydantic import ConfigDict
+from ninja.responses import NinjaJSONEncoder
+from pydantic import BaseModel, ConfigDict
 
 
 class Input(Schema):
@@ -197,3 +199,9 @@ WRITE_PROBLEMS = (*READ_PROBLEMS, 403, 409, 413, 415)
 def answers(ok: Mapping[int, object], problems: Iterable[int]) -> dict[Any, object]:
     """A route's `response=`: its result and the problem+json statuses it may answer."""
     return {**ok, frozenset(problems): ProblemDocument}
+
+
+def wire(model: BaseModel) -> Any:
+    """What ninja itself sends for this schema (its encoder writes times to the millisecond),
+    so an answer built by hand, stored for an idempotent replay, reads like a rendered one."""
+    return json.loads(json.dumps(model.model_dump(), cls=NinjaJSONEncoder))
