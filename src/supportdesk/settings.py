@@ -166,6 +166,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "supportdesk.web.middleware.UserTimezoneMiddleware",
+    "supportdesk.api.middleware.MethodNotAllowedProblem",
 ]
 
 SECURE_CSP = {

@@ -137,3 +137,29 @@ def test_forged_cursors_are_400(as_alice):
         response = as_alice.get("/tickets", {"cursor": cursor})
         assert response.status_code == 400
         assert "cursor" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/tickets/{number}", {"GET", "PATCH"}),
+        ("PUT", "/tickets", {"GET", "POST"}),
+        ("DELETE", "/tickets/{number}/responses", {"GET", "POST"}),
+    ],
+)
+def test_a_method_a_path_does_not_take_is_405_problem_json_with_allow(
+    as_bob, bob, method, path, allowed
+):
+    ticket = make_ticket(requester=bob)
+    response = as_bob.raw(method, path.format(number=ticket.number), "", "application/json")
+    assert response.status_code == 405
+    assert response["Content-Type"] == "application/problem+json"
+    assert {m.strip() for m in response["Allow"].split(",")} == allowed
+    assert response.json()["status"] == 405
+    assert method in response.json()["detail"]
+
+
+def test_web_pages_keep_their_own_405(client):
+    response = client.get("/logout/")
+    assert response.status_code == 405
+    assert response["Content-Type"] != "application/problem+json"
