@@ -210,10 +210,6 @@ def authenticate_token(secret: str) -> ApiToken | None:
     return token if token.is_usable() else None
 
 
-def set_time_zone(user: User, time_zone: str) -> User:
-    return update_profile(user, name=user.name, time_zone=time_zone)
-
-
 def update_profile(user: User, *, name: str, time_zone: str) -> User:
     """The user's own display name and the zone their pages show times in."""
     if time_zone not in zoneinfo.available_timezones():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from supportdesk.accounts.models import Role, User
+from supportdesk.accounts.services import find_user
+from supportdesk.errors import NotFound
 
 
 def user_by_email(email: str | None) -> User | None:
@@ -11,5 +13,7 @@ def user_by_email(email: str | None) -> User | None:
     of which addresses exist)."""
     if email is None:
         return None
-    found = User.objects.filter(email__iexact=email.strip()).first()
-    return found or User(email=email, role=Role.CUSTOMER, is_active=False)
+    try:
+        return find_user(email)
+    except NotFound:
+        return User(email=email, role=Role.CUSTOMER, is_active=False)

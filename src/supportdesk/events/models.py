@@ -19,7 +19,8 @@ class Via(models.TextChoices):
 
 
 class EventKind(models.TextChoices):
-    """What happened, in the past tense; handlers register against these."""
+    """What happened, in the past tense; the consumers still to come (mail, paging, timers)
+    will register their handlers against these kinds."""
 
     CREATED = "created", "Created the ticket"
     UPDATED = "updated", "Updated the ticket"

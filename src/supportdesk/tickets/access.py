@@ -73,14 +73,6 @@ def can_reopen(user: User, ticket: Ticket) -> bool:
     )
 
 
-def can_assign(user: User) -> bool:
-    return user.is_agent
-
-
-def can_link_problem(user: User) -> bool:
-    return user.is_agent
-
-
 def can_log_on_behalf(user: User) -> bool:
     """Only agents log a phone call or chat for a customer."""
     return user.is_agent
