@@ -1,0 +1,1 @@
+"""SQLite with its writers queued on a lock file: see base.py."""

@@ -1,0 +1,90 @@
+"""On SQLite, write transactions queue on a lock file instead of SQLite's sleeping busy handler."""
+
+import fcntl
+import os
+import threading
+
+import pytest
+from django.db import connection, connections, transaction
+
+from supportdesk.tickets.models import Counter
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def on_postgresql() -> bool:
+    """PostgreSQL queues writers itself, row by row: the lock file is SQLite's alone."""
+    if connection.vendor == "sqlite":
+        assert type(connections["default"]).__module__ == "supportdesk.sqlite_backend.base"
+        return False
+    assert not hasattr(connections["default"], "_take_writer_lock")
+    return True
+
+
+def lock_is_free() -> bool:
+    descriptor = os.open(f"{connection.settings_dict['NAME']}-writer", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(descriptor)
+    return True
+
+
+def test_a_second_writer_waits_for_the_first_instead_of_failing():
+    if on_postgresql():
+        return
+    Counter.objects.create(name="race", value=0)
+    holding = threading.Event()
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                Counter.objects.filter(name="race").update(value=1)
+                holding.set()
+                threading.Event().wait(0.5)  # longer than the second's busy timeout
+        except BaseException as error:  # noqa: BLE001  (reported by the assertion below)
+            errors.append(error)
+        finally:
+            connection.close()
+
+    def second() -> None:
+        try:
+            holding.wait(5)
+            with connection.cursor() as cursor:
+                cursor.execute("PRAGMA busy_timeout = 50")  # SQLite alone would give up
+            with transaction.atomic():
+                Counter.objects.filter(name="race").update(value=2)
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert errors == []
+    assert Counter.objects.get(name="race").value == 2  # the second ran after the first
+
+
+def test_the_lock_is_held_for_the_transaction_only_and_released_by_a_rollback():
+    if on_postgresql():
+        return
+    with transaction.atomic():
+        Counter.objects.create(name="held", value=1)
+        assert not lock_is_free()
+    assert lock_is_free()
+
+    @transaction.atomic
+    def fail() -> None:
+        Counter.objects.create(name="rolled back", value=1)
+        raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        fail()
+    assert lock_is_free()
+    assert not Counter.objects.filter(name="rolled back").exists()
