@@ -15,7 +15,7 @@ from supportdesk.settings import *  # noqa: F403
 # WhiteNoise warns when the collected-static directory is missing; tests serve from finders.
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
 
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+if USING_SQLITE:  # noqa: F405
     # A file, as in production (WAL, IMMEDIATE transactions), so that tests racing several
     # connections run on SQLite too; an in-memory database answers "table is locked" at once.
     DATABASES["default"]["TEST"] = {"NAME": str(HOME / "test.sqlite3")}  # noqa: F405

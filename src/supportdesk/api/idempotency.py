@@ -49,23 +49,30 @@ def _stored(user: User, key: str) -> IdempotencyKey | None:
 
 
 def run_once(
-    user: User, key: str | None, *, operation: str, request: object, work: Callable[[], Outcome]
+    user: User,
+    key: str | None,
+    *,
+    operation: str,
+    request: Callable[[], object],
+    work: Callable[[], Outcome],
 ) -> HttpResponse:
-    """Run `work` once per (user, key): its (status, JSON body) is stored and replayed."""
+    """Run `work` once per (user, key): its (status, JSON body) is stored and replayed.
+    `request` gives what identifies the request; it is only needed when there is a key."""
     if key is None:
         return json_response(*work())
     if not key or len(key) > KEY_MAX or not key.isprintable():
         raise Problem(400, f"An Idempotency-Key is 1 to {KEY_MAX} printable characters.")
+    fingerprint = request()
     row = _stored(user, key)
     if row is not None:
-        return _replay(row, operation, request)
+        return _replay(row, operation, fingerprint)
     IdempotencyKey.objects.filter(
         user=user, key=key, created_at__lt=timezone.now() - KEEP_FOR
     ).delete()
     try:
         with transaction.atomic():
             row = IdempotencyKey.objects.create(
-                user=user, key=key, operation=operation, request=request
+                user=user, key=key, operation=operation, request=fingerprint
             )
             status, body = work()
             row.status, row.response = status, body
@@ -74,5 +81,5 @@ def run_once(
         row = _stored(user, key)
         if row is None:
             raise
-        return _replay(row, operation, request)
+        return _replay(row, operation, fingerprint)
     return json_response(status, body)

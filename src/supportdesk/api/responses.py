@@ -123,6 +123,6 @@ def create_response(
         request.auth,
         idempotency_key,
         operation=f"create_response:{number}",
-        request=_fingerprint(request, payload, files),
+        request=lambda: _fingerprint(request, payload, files),
         work=work,
     )

@@ -105,7 +105,7 @@ def create_ticket(
         request.auth,
         idempotency_key,
         operation="create_ticket",
-        request=json.loads(request.body),
+        request=lambda: json.loads(request.body),
         work=work,
     )
     if response.status_code == 201:

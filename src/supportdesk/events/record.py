@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
+from supportdesk import rows
 from supportdesk.events.models import Event, EventKind, Via
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def record(
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("record() must be called inside the change's transaction.")
-    return Event.objects.create(
+    event = Event(
         ticket=ticket,
         kind=kind,
         actor=acting_user,
@@ -45,3 +46,5 @@ def record(
         is_internal=is_internal,
         response=response,
     )
+    rows.insert(event)  # every change writes one: the ORM's create cost more than the SQL
+    return event
