@@ -73,7 +73,7 @@ def test_every_token_control_has_a_label(as_bob):
     html = as_bob.get("/profile/").content.decode()
     form = html[html.index('value="token"') :]
     form = form[: form.index("</form>")]
-    ids = re.findall(r'<input[^>]+id="([^"]+)"', form)
+    ids = re.findall(r'<input(?![^>]*type="hidden")[^>]+id="([^"]+)"', form)  # hidden: no label
     assert {"id_name", "id_read_only", "id_expires_days"} <= set(ids)
     for control in ids:
         assert f'<label for="{control}">' in html, control
@@ -167,3 +167,30 @@ def test_the_page_costs_the_same_queries_for_one_token_and_for_many(
         html = as_bob.get("/profile/").content.decode()
     assert ApiToken.objects.filter(user=bob).count() == 9
     assert html.count('<tr id="token-') == 9
+
+
+ONCE_FIELD = re.compile(r'<input type="hidden" name="once" value="([^"]+)"')
+
+
+def test_a_refresh_that_sends_the_form_again_creates_no_second_token(as_bob, bob):
+    page = as_bob.get("/profile/").content.decode()
+    once = ONCE_FIELD.search(page).group(1)
+    status, html, secret = _create(as_bob, name="monitoring", once=once)
+    assert status == 200
+    assert secret
+    fresh = ONCE_FIELD.search(html).group(1)
+    assert fresh != once  # the next token's form is a new one
+
+    again = as_bob.post("/profile/", {"form": "token", "name": "monitoring", "once": once})
+    assert again.status_code == 302
+    assert ApiToken.objects.filter(user=bob).count() == 1
+    followed = as_bob.get(again["Location"]).content.decode()
+    assert "sent before" in followed
+    assert secret not in followed
+
+    status, _, second = _create(as_bob, name="second", once=fresh)
+    assert status == 200
+    assert second
+    assert second != secret
+    assert ApiToken.objects.filter(user=bob).count() == 2
+    assert secret not in str(dict(as_bob.session.items()))

@@ -48,3 +48,6 @@ class ApiTokenForm(forms.Form):
         max_value=3650,
         help_text="Leave empty for a token that does not expire.",
     )
+    # A random value per rendered form: sent twice (a refresh re-posts it), it creates no
+    # second token. Only these values are kept in the session, never a secret.
+    once = forms.CharField(widget=forms.HiddenInput, required=False, max_length=64)

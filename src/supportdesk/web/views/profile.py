@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
@@ -31,7 +33,7 @@ def profile(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     profile_form = ProfileForm(initial={"name": user.name, "time_zone": user.time_zone})
     password_form = _password_form(user)
-    token_form = ApiTokenForm()
+    token_form = _fresh_token_form()
     new_secret = ""
     status = 200
     if request.method == "POST" and request.POST.get("form") == "password":
@@ -44,9 +46,17 @@ def profile(request: HttpRequest) -> HttpResponse:
         status = 400
     elif request.method == "POST" and request.POST.get("form") == "token":
         token_form = ApiTokenForm(request.POST)
+        if _sent_before(request, token_form):
+            messages.info(
+                request,
+                "That form was sent before and its token created then; its secret was shown"
+                " once. If you did not copy it, revoke that token below and create another.",
+            )
+            return redirect("profile")
         new_secret = _create_token(user, token_form)
         if new_secret:
-            token_form = ApiTokenForm()  # a fresh form for the next token
+            _remember_sent(request, token_form)
+            token_form = _fresh_token_form()  # for the next token
         else:
             status = 400
     elif request.method == "POST":
@@ -80,6 +90,26 @@ def profile(request: HttpRequest) -> HttpResponse:
         # The secret is in this response only: no cache may keep a copy of it.
         add_never_cache_headers(response)
     return response
+
+
+SENT_FORMS_KEPT = 20
+
+
+def _fresh_token_form() -> ApiTokenForm:
+    return ApiTokenForm(initial={"once": secrets.token_urlsafe(16)})
+
+
+def _sent_before(request: HttpRequest, form: ApiTokenForm) -> bool:
+    """A token form that already created a token: the browser re-sent it (a refresh)."""
+    once = form.data.get("once", "")
+    return bool(once) and once in request.session.get("token_forms_sent", [])
+
+
+def _remember_sent(request: HttpRequest, form: ApiTokenForm) -> None:
+    once = form.cleaned_data.get("once", "")
+    if once:
+        sent = request.session.get("token_forms_sent", [])
+        request.session["token_forms_sent"] = [*sent, once][-SENT_FORMS_KEPT:]
 
 
 def _create_token(user: User, form: ApiTokenForm) -> str:
