@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -326,12 +327,20 @@ def cmd_worker(_args: argparse.Namespace) -> int:
     Never with reload: a reload can stop a task half-way (it follows DEBUG by default)."""
     from django.core.management import call_command
 
+    from supportdesk.events.worker import start_sweeper
+
     require_secret_key()
     _say("Background worker started (Ctrl-C to stop).")
+    stop = threading.Event()
+    start_sweeper(stop)
     try:
-        call_command("db_worker", reload=False, interval=1.0, verbosity=1)
-    except SystemExit as stop:  # its signal handler exits with sys.exit(0)
-        return int(stop.code or 0)
+        # A short poll: a wake-up waits at most this long for a free worker (mail goes out
+        # within a second of the change), and an idle poll is one indexed SELECT.
+        call_command("db_worker", reload=False, interval=0.2, verbosity=1)
+    except SystemExit as exit_:  # its signal handler exits with sys.exit(0)
+        return int(exit_.code or 0)
+    finally:
+        stop.set()
     return 0
 
 

@@ -34,3 +34,17 @@ class Conflict(DomainError):  # noqa: N818
     def __init__(self, message: str, *, changed: list[str] | None = None) -> None:
         super().__init__(message)
         self.changed = changed or []
+
+
+class DeliveryError(Exception):
+    """A side effect (a mail, a page, a webhook) that did not go out. `permanent` says a
+    retry cannot help (an SMTP 5xx, an HTTP 4xx other than 429); otherwise the run is tried
+    again later, not before `retry_after` seconds when the receiver named a time."""
+
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.retry_after = retry_after

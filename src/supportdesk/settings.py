@@ -251,6 +251,18 @@ WHITENOISE_USE_FINDERS = TESTING or DEBUG
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DEFAULT_FROM_EMAIL = env("SUPPORTDESK_FROM_EMAIL", f"support@{MAIL_DOMAIN}")
+# Outbound mail: smtp://, smtp+tls:// or smtps:// with user:password@host:port; empty
+# writes each mail as a file under the data directory (notify/transport.py).
+EMAIL_URL = env_secret("SUPPORTDESK_EMAIL_URL")
+MAIL_OUT_DIR = HOME / "mail-out"
+# Background runs (events/tasks.py): how long one may hold its lease before another worker
+# takes it over, and how often a worker looks for expired leases, due retries and runs
+# whose wake-up was lost.
+TASK_LEASE_SECONDS = env_int("SUPPORTDESK_TASK_LEASE_SECONDS", default=300)
+TASK_SWEEP_SECONDS = env_int("SUPPORTDESK_TASK_SWEEP_SECONDS", default=5)
+TASK_MAX_ATTEMPTS = env_int("SUPPORTDESK_TASK_MAX_ATTEMPTS", default=10)
+# Resolved tickets close by themselves after this many days (0 = never).
+AUTO_CLOSE_RESOLVED_DAYS = env_int("SUPPORTDESK_AUTO_CLOSE_DAYS", default=7)
 
 LOGGING = {
     "version": 1,

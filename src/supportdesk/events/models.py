@@ -31,6 +31,8 @@ class EventKind(models.TextChoices):
     RESPONSE_ADDED = "response_added", "Added a response"
     NOTE_ADDED = "note_added", "Added an internal note"
     ATTACHMENT_ADDED = "attachment_added", "Added an attachment"
+    # Not a ticket's: the event's ticket is empty and its actor is the user concerned.
+    PASSWORD_RESET_REQUESTED = "password_reset_requested", "Asked for a password reset"
 
 
 class Event(models.Model):
@@ -41,7 +43,14 @@ class Event(models.Model):
     edit be told exactly what moved since the copy it was made from.
     """
 
-    ticket = models.ForeignKey("tickets.Ticket", on_delete=models.CASCADE, related_name="events")
+    ticket = models.ForeignKey(
+        "tickets.Ticket",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="events",
+        help_text="Empty for an account's event, such as a password reset.",
+    )
     kind = models.CharField(max_length=32, choices=EventKind.choices)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -69,3 +78,47 @@ class Event(models.Model):
         """(field, from, to) by field name: PostgreSQL's jsonb keeps no key order, so the
         order is fixed here for the history to read the same on every database."""
         return [(name, pair[0], pair[1]) for name, pair in sorted(self.changes.items())]
+
+
+class RunState(models.TextChoices):
+    PENDING = "pending", "Waiting"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    DISCARDED = "discarded", "Discarded"
+
+
+class HandlerRun(models.Model):
+    """One side effect of one event: the outbox row a worker claims, runs and retries.
+
+    Written with the event, in the change's transaction, so a rollback sends nothing and a
+    commit always sends. The task that runs it is only a wake-up: a worker claims the row
+    with a conditional UPDATE (pending and due, or its lease expired), which gives it to
+    exactly one worker, and `attempts` fences a worker whose lease ran out from writing
+    over its successor's result.
+    """
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="runs")
+    handler = models.CharField(max_length=100)
+    state = models.CharField(max_length=10, choices=RunState.choices, default=RunState.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    due_at = models.DateTimeField(
+        auto_now_add=True, help_text="When it may next be tried (backoff after a failure)."
+    )
+    lease_until = models.DateTimeField(null=True, blank=True)
+    leased_by = models.CharField(max_length=64, blank=True, default="")
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(fields=["event", "handler"], name="run_event_handler_unique"),
+        )
+        indexes = (
+            models.Index(fields=["state", "due_at"], name="run_state_due"),
+            models.Index(fields=["state", "lease_until"], name="run_state_lease"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.handler} for event {self.event_id} ({self.state})"

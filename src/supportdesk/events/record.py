@@ -1,4 +1,4 @@
-"""Write the history row of a change inside the caller's transaction."""
+"""Write the history row of a change, and its outbox runs, inside the caller's transaction."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 
 from supportdesk import rows
-from supportdesk.events.models import Event, EventKind, Via
+from supportdesk.events import registry, tasks
+from supportdesk.events.models import Event, EventKind, HandlerRun, Via
 
 if TYPE_CHECKING:
     # Typing only: events sits below tickets and accounts, which import it at run time.
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def record(
-    ticket: Ticket,
+    ticket: Ticket | None,
     kind: EventKind,
     *,
     acting_user: User | None,
@@ -28,7 +29,9 @@ def record(
     actor_email: str = "",
     response: Response | None = None,
 ) -> Event:
-    """Write one Event row; must run inside the change's transaction.
+    """Write one Event row, one HandlerRun per handler registered for its kind, and one
+    wake-up task for them; must run inside the change's transaction, so that all of it
+    commits or rolls back with the change.
 
     Raises RuntimeError outside a transaction: an event committed apart from its change could
     announce a change that rolled back, which is exactly what the outbox exists to prevent.
@@ -47,4 +50,8 @@ def record(
         response=response,
     )
     rows.insert(event)  # every change writes one: the ORM's create cost more than the SQL
+    runs = [HandlerRun(event=event, handler=name) for name in registry.handlers_for(kind)]
+    for run in runs:
+        rows.insert(run)
+    tasks.wake([run.pk for run in runs])
     return event

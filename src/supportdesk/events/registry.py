@@ -1,0 +1,56 @@
+"""Which handlers run for which kind of event: filled by the consumers' AppConfig.ready().
+
+A handler is stored on its run by name, so a name, once released, is kept: a renamed
+handler would leave its pending runs pointing at nothing (they fail, visibly, as unknown).
+Registration is explicit (not Django signals): `record()` asks this registry, in the
+change's transaction, which runs to write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from supportdesk.events.models import Event
+
+Handler = Callable[["Event"], None]
+
+_handlers: dict[str, Handler] = {}
+_by_kind: dict[str, list[str]] = {}
+
+
+def register(*kinds: str, name: str) -> Callable[[Handler], Handler]:
+    """Run the decorated function for every event of these kinds, as the handler `name`
+    (`<effect>_on_<event>`, e.g. "mail_on_response_added"). It takes the Event, may run
+    more than once for it (at least once, never in parallel with itself), and raises
+    supportdesk.errors.DeliveryError for a failure to retry or, when permanent, to give up."""
+
+    def decorate(function: Handler) -> Handler:
+        existing = _handlers.get(name)
+        if existing is not None and existing is not function:
+            raise ValueError(f"Two handlers are named {name!r}.")
+        _handlers[name] = function
+        for kind in kinds:
+            names = _by_kind.setdefault(str(kind), [])
+            if name not in names:
+                names.append(name)
+        return function
+
+    return decorate
+
+
+def handlers_for(kind: str) -> list[str]:
+    return list(_by_kind.get(str(kind), ()))
+
+
+def handler(name: str) -> Handler | None:
+    return _handlers.get(name)
+
+
+def unregister(name: str) -> None:
+    """For tests that register a handler of their own."""
+    _handlers.pop(name, None)
+    for names in _by_kind.values():
+        if name in names:
+            names.remove(name)

@@ -1,0 +1,186 @@
+"""Running the outbox: claim a run, call its handler, record the outcome, retry with backoff.
+
+django-tasks-db delivers the wake-ups (`run_due`) and runs them in `supportdesk worker`; it
+neither retries a task that raised nor recovers one whose worker died. So the truth is the
+HandlerRun row: a task only says "look at these runs", a run is claimed with a conditional
+UPDATE that hands it to exactly one worker for a lease, and `sweep()` (every few seconds in
+every worker) wakes up runs whose lease ran out, whose retry is due, or whose wake-up was
+lost. Delivery is at least once: a worker killed after its handler's effect and before the
+run is marked done leaves the run to be claimed again when its lease expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from itertools import batched
+
+from django.conf import settings
+from django.db.models import F, Q
+from django.tasks import task
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+
+from supportdesk.errors import DeliveryError
+from supportdesk.events import registry
+from supportdesk.events.models import HandlerRun, RunState
+
+logger = logging.getLogger(__name__)
+
+BATCH = 50  # runs one wake-up may drain, so a backlog needs few tasks
+SWEEP_LIMIT = 1000
+BACKOFF_FIRST_SECONDS = 2.0
+BACKOFF_MAX_SECONDS = 3600.0
+ERROR_MAX = 2000
+
+
+def worker_id() -> str:
+    """This process's name on the runs it leases (a forked worker gets its own)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@task()
+def run_due(run_ids: list[int]) -> int:
+    """Run these runs if they are still due, then drain other due runs, up to BATCH."""
+    ran = sum(execute(run_id) for run_id in run_ids)
+    while ran < BATCH:
+        more = sum(execute(run_id) for run_id in due_run_ids(limit=BATCH - ran))
+        if more == 0:
+            break
+        ran += more
+    return ran
+
+
+def _claimable(now: datetime) -> Q:
+    return Q(state=RunState.PENDING, due_at__lte=now) | Q(
+        state=RunState.RUNNING, lease_until__lt=now
+    )
+
+
+def due_run_ids(*, limit: int, now: datetime | None = None) -> list[int]:
+    now = now or timezone.now()
+    return list(
+        HandlerRun.objects.filter(_claimable(now))
+        .order_by("due_at", "id")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def claim(run_id: int) -> HandlerRun | None:
+    """Lease the run to this worker if it is due or its lease expired; one UPDATE, so of
+    several workers exactly one gets it. `attempts` counts claims and fences the result."""
+    now = timezone.now()
+    claimed = HandlerRun.objects.filter(_claimable(now), pk=run_id).update(
+        state=RunState.RUNNING,
+        lease_until=now + timedelta(seconds=settings.TASK_LEASE_SECONDS),
+        leased_by=worker_id(),
+        attempts=F("attempts") + 1,
+    )
+    if not claimed:
+        return None
+    return HandlerRun.objects.select_related("event").get(pk=run_id)
+
+
+def execute(run_id: int) -> int:
+    """Claim and run one run; 1 if this worker ran it, 0 if it was not due or not ours."""
+    run = claim(run_id)
+    if run is None:
+        return 0
+    function = registry.handler(run.handler)
+    try:
+        if function is None:
+            raise DeliveryError(f"No handler is named {run.handler!r}.", permanent=True)
+        function(run.event)
+    except DeliveryError as error:
+        _failed(run, error.message, permanent=error.permanent, retry_after=error.retry_after)
+    except Exception as error:  # a bug or an unforeseen failure: retried, visibly, then failed
+        logger.exception("handler %s failed on event %s", run.handler, run.event_id)
+        _failed(run, f"{type(error).__name__}: {error}", permanent=False, retry_after=None)
+    else:
+        _settle(run, state=RunState.DONE, last_error="", finished_at=timezone.now())
+    return 1
+
+
+def _settle(run: HandlerRun, **fields: object) -> bool:
+    """Write the outcome only while the run is still this claim's: a worker whose lease ran
+    out and was taken over must not overwrite its successor's result."""
+    return bool(
+        HandlerRun.objects.filter(
+            pk=run.pk, state=RunState.RUNNING, leased_by=run.leased_by, attempts=run.attempts
+        ).update(lease_until=None, **fields)
+    )
+
+
+def backoff(attempts: int, retry_after: float | None = None) -> float:
+    """Seconds before the next try: exponential from 2 s, capped at an hour, with jitter
+    (50 to 100 %) so that runs failed by one outage do not all come back at once."""
+    delay = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2.0 ** max(0, attempts - 1))
+    delay *= 0.5 + random.random() / 2  # noqa: S311  (jitter, not a secret)
+    return max(delay, retry_after or 0.0)
+
+
+def _failed(run: HandlerRun, error: str, *, permanent: bool, retry_after: float | None) -> None:
+    now = timezone.now()
+    if permanent or run.attempts >= settings.TASK_MAX_ATTEMPTS:
+        _settle(run, state=RunState.FAILED, last_error=error[:ERROR_MAX], finished_at=now)
+        return
+    due = now + timedelta(seconds=backoff(run.attempts, retry_after))
+    if _settle(run, state=RunState.PENDING, last_error=error[:ERROR_MAX], due_at=due):
+        run_due.using(run_after=due).enqueue([run.pk])
+
+
+def wake(run_ids: Sequence[int]) -> None:
+    """Enqueue a wake-up for these runs; in the caller's transaction when there is one (the
+    task row then commits or rolls back with the runs, on the same database)."""
+    if run_ids:
+        run_due.enqueue(list(run_ids))
+
+
+def sweep(now: datetime | None = None) -> int:
+    """Wake up runs nobody is on: leases that expired (a killed worker), retries whose time
+    came, runs whose wake-up was lost. Safe in several workers at once: the claim decides.
+    Returns how many runs it woke."""
+    now = now or timezone.now()
+    stranded_query = Q(state=RunState.RUNNING, lease_until__lt=now)
+    if not DBTaskResult.objects.ready().exists():
+        # Nobody is draining the queue: a run still waiting after a sweep interval lost its
+        # wake-up. With wake-ups queued, the workers will reach it (each drains a batch).
+        grace = now - timedelta(seconds=settings.TASK_SWEEP_SECONDS)
+        stranded_query |= Q(state=RunState.PENDING, due_at__lte=grace)
+    stranded = (
+        HandlerRun.objects.filter(stranded_query)
+        .order_by("due_at", "id")
+        .values_list("pk", flat=True)[:SWEEP_LIMIT]
+    )
+    ids = list(stranded)
+    for chunk in _chunks(ids, BATCH):
+        run_due.enqueue(chunk)
+    return len(ids)
+
+
+def _chunks(ids: Iterable[int], size: int) -> list[list[int]]:
+    return [list(chunk) for chunk in batched(ids, size)]
+
+
+def retry(run: HandlerRun) -> HandlerRun:
+    """An admin's retry of a failed or discarded run: due now, its attempts counted afresh."""
+    HandlerRun.objects.filter(pk=run.pk, state__in=[RunState.FAILED, RunState.DISCARDED]).update(
+        state=RunState.PENDING, attempts=0, due_at=timezone.now(), finished_at=None
+    )
+    run.refresh_from_db()
+    if run.state == RunState.PENDING:
+        wake([run.pk])
+    return run
+
+
+def discard(run: HandlerRun) -> HandlerRun:
+    """An admin gives up on a failed or waiting run: it is kept, marked, and never run."""
+    HandlerRun.objects.filter(pk=run.pk, state__in=[RunState.FAILED, RunState.PENDING]).update(
+        state=RunState.DISCARDED, finished_at=timezone.now(), lease_until=None
+    )
+    run.refresh_from_db()
+    return run

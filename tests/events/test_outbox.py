@@ -1,0 +1,178 @@
+"""The outbox: runs written with their event, claimed once, retried with backoff, swept."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+
+from supportdesk.errors import DeliveryError
+from supportdesk.events import registry, tasks
+from supportdesk.events.models import Event, EventKind, HandlerRun, RunState, Via
+from supportdesk.tickets import services
+from tests.factories import make_ticket
+
+SEEN: list[int] = []
+OUTCOMES: list[BaseException | None] = []
+
+
+@pytest.fixture
+def probe():
+    """A handler on every edit that records the events it saw and raises what it is told."""
+    SEEN.clear()
+    OUTCOMES.clear()
+
+    def probe_on_updated(event: Event) -> None:
+        SEEN.append(event.pk)
+        outcome = OUTCOMES.pop(0) if OUTCOMES else None
+        if outcome is not None:
+            raise outcome
+
+    registry.register(EventKind.UPDATED, name="probe_on_updated")(probe_on_updated)
+    yield probe_on_updated
+    registry.unregister("probe_on_updated")
+
+
+def edit(ticket, user, title="Changed"):
+    return services.update_ticket(ticket, acting_user=user, via=Via.WEB, changes={"title": title})
+
+
+def only_run() -> HandlerRun:
+    return HandlerRun.objects.get(handler="probe_on_updated")
+
+
+def test_a_change_writes_one_run_per_handler_and_a_wake_up_in_its_transaction(probe, alice, bob):
+    ticket = make_ticket(requester=bob)
+    tasks_before = DBTaskResult.objects.count()
+    edit(ticket, alice)
+    run = only_run()
+    assert (run.state, run.attempts, run.event.kind) == (RunState.PENDING, 0, EventKind.UPDATED)
+    assert DBTaskResult.objects.count() == tasks_before + 1
+
+
+def test_a_rolled_back_change_leaves_no_run_and_no_wake_up(probe, alice, bob):
+    ticket = make_ticket(requester=bob)
+    tasks_before = DBTaskResult.objects.count()
+
+    @transaction.atomic
+    def change_then_fail() -> None:
+        edit(ticket, alice)
+        raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        change_then_fail()
+    assert not HandlerRun.objects.exists()
+    assert DBTaskResult.objects.count() == tasks_before
+
+
+def test_a_run_is_claimed_once_and_marked_done(probe, alice, bob):
+    edit(make_ticket(requester=bob), alice)
+    run = only_run()
+    assert tasks.execute(run.pk) == 1
+    assert tasks.execute(run.pk) == 0  # done: nobody runs it again
+    run.refresh_from_db()
+    assert (run.state, run.attempts, run.lease_until) == (RunState.DONE, 1, None)
+    assert [run.event_id] == SEEN
+
+
+def test_a_retryable_failure_backs_off_then_succeeds(probe, alice, bob):
+    edit(make_ticket(requester=bob), alice)
+    run = only_run()
+    OUTCOMES.append(DeliveryError("421 try later", retry_after=30))
+    before = timezone.now()
+    tasks.execute(run.pk)
+    run.refresh_from_db()
+    assert run.state == RunState.PENDING
+    assert run.last_error == "421 try later"
+    assert run.due_at >= before + timedelta(seconds=30)  # Retry-After honoured
+    assert tasks.execute(run.pk) == 0  # not due yet
+    HandlerRun.objects.filter(pk=run.pk).update(due_at=timezone.now())
+    assert tasks.execute(run.pk) == 1
+    run.refresh_from_db()
+    assert (run.state, run.attempts) == (RunState.DONE, 2)
+
+
+def test_a_permanent_failure_fails_at_once_and_an_admin_can_retry_it(probe, alice, bob):
+    edit(make_ticket(requester=bob), alice)
+    run = only_run()
+    OUTCOMES.append(DeliveryError("550 no such user", permanent=True))
+    tasks.execute(run.pk)
+    run.refresh_from_db()
+    assert (run.state, run.last_error) == (RunState.FAILED, "550 no such user")
+    tasks.retry(run)
+    assert run.state == RunState.PENDING
+    assert tasks.execute(run.pk) == 1
+    run.refresh_from_db()
+    assert run.state == RunState.DONE
+
+
+def test_attempts_are_limited_and_a_bug_counts_as_retryable(probe, alice, bob, settings):
+    settings.TASK_MAX_ATTEMPTS = 2
+    edit(make_ticket(requester=bob), alice)
+    run = only_run()
+    OUTCOMES.extend([KeyError("bug"), KeyError("bug")])
+    tasks.execute(run.pk)
+    run.refresh_from_db()
+    assert run.state == RunState.PENDING
+    assert "KeyError" in run.last_error
+    HandlerRun.objects.filter(pk=run.pk).update(due_at=timezone.now())
+    tasks.execute(run.pk)
+    run.refresh_from_db()
+    assert (run.state, run.attempts) == (RunState.FAILED, 2)
+
+
+def test_an_expired_lease_is_taken_over_and_the_old_claim_cannot_settle(probe, alice, bob):
+    edit(make_ticket(requester=bob), alice)
+    run = only_run()
+    first = tasks.claim(run.pk)
+    assert first is not None
+    assert tasks.claim(run.pk) is None  # leased
+    HandlerRun.objects.filter(pk=run.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert tasks.sweep() == 1  # the sweeper wakes it
+    second = tasks.claim(run.pk)
+    assert second is not None
+    assert second.attempts == 2
+    assert not tasks._settle(first, state=RunState.DONE)  # the first worker lost its claim
+    assert tasks._settle(second, state=RunState.DONE)
+
+
+def test_the_sweep_wakes_a_run_whose_wake_up_was_lost(probe, alice, bob, settings):
+    edit(make_ticket(requester=bob), alice)
+    assert only_run().state == RunState.PENDING
+    DBTaskResult.objects.all().delete()  # the wake-up is gone
+    assert tasks.sweep() == 0  # still within the grace period: its wake-up may be coming
+    later = timezone.now() + timedelta(seconds=settings.TASK_SWEEP_SECONDS + 1)
+    assert tasks.sweep(now=later) == 1
+    assert DBTaskResult.objects.count() == 1
+
+
+def test_a_wake_up_drains_other_due_runs(probe, alice, bob):
+    ticket = make_ticket(requester=bob)
+    for n in range(3):
+        ticket = edit(ticket, alice, title=f"Title {n}")
+    ids = list(HandlerRun.objects.order_by("pk").values_list("pk", flat=True))
+    assert len(ids) == 3
+    assert tasks.run_due.call([ids[0]]) == 3
+    assert set(HandlerRun.objects.values_list("state", flat=True)) == {RunState.DONE}
+
+
+def test_an_unknown_handler_fails_visibly(alice, bob):
+    ticket = make_ticket(requester=bob)
+    event = Event.objects.filter(ticket=ticket).first()
+    run = HandlerRun.objects.create(event=event, handler="gone_on_created")
+    tasks.execute(run.pk)
+    run.refresh_from_db()
+    assert run.state == RunState.FAILED
+    assert "gone_on_created" in run.last_error
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap():
+    for attempts in range(1, 6):
+        delay = tasks.backoff(attempts)
+        nominal = tasks.BACKOFF_FIRST_SECONDS * 2 ** (attempts - 1)
+        assert nominal / 2 <= delay <= nominal
+    assert tasks.backoff(100) <= tasks.BACKOFF_MAX_SECONDS
+    assert tasks.backoff(1, retry_after=120) == 120
