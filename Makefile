@@ -11,10 +11,10 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 # Service, page and isolation tests also run on PostgreSQL; only the paths that exist are passed.
-PG_TESTS := $(wildcard tests/tickets tests/accounts tests/events tests/web tests/api tests/test_isolation.py tests/test_database.py tests/test_rows.py tests/test_sqlite_writers.py tests/integration/test_workers.py)
+PG_TESTS := $(wildcard tests/tickets tests/accounts tests/events tests/web tests/api tests/test_isolation.py tests/test_database.py tests/test_rows.py tests/test_sqlite_writers.py tests/integration/test_workers.py tests/notify)
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install dev run test lint typecheck bench bench-api clean FORCE
+.PHONY: help install dev run test lint typecheck bench bench-api bench-outbox clean FORCE
 
 help:
 	@echo "make run        install, then start supportdesk with demo data on http://$(HOST):$(PORT)/"
@@ -24,6 +24,7 @@ help:
 	@echo "make typecheck  mypy"
 	@echo "make bench      the page benchmark (bench/run)"
 	@echo "make bench-api  the API benchmark (bench/run-api; needs the database bench/run seeds)"
+	@echo "make bench-outbox  the outbox benchmark: commit -> mail accepted, no-op runs/s (bench/run-outbox)"
 	@echo "make clean      remove $(VENV), caches and build output (never ./var, which holds data)"
 
 # Checked on every run: a virtualenv made by a Python older than 3.12, or one whose Python
@@ -78,6 +79,10 @@ bench: install
 
 bench-api: install
 	bench/run-api
+
+# Its SMTP sink is aiosmtpd, one of the test tools.
+bench-outbox: dev
+	bench/run-outbox
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache \

@@ -85,3 +85,16 @@ def bob(acme):
 @pytest.fixture
 def carol(globex):
     return make_user("carol@globex.test", org=globex, name="Carol Other")
+
+
+@pytest.fixture
+def smtp_sink(settings):
+    """A real SMTP server on 127.0.0.1 for this test; outbound mail goes to it."""
+    from tests.smtp_sink import SmtpSink  # aiosmtpd is loaded only by tests that send mail
+
+    sink = SmtpSink()
+    settings.EMAIL_URL = sink.url
+    try:
+        yield sink
+    finally:
+        sink.stop()

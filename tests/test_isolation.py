@@ -15,6 +15,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
 from supportdesk.accounts.models import ApiToken
 from supportdesk.accounts.services import create_token
@@ -50,6 +52,10 @@ def all_patterns() -> list[tuple[str, str]]:
     return sorted(p for p in set(_walk(get_resolver().url_patterns)) if not p[0].startswith("api/"))
 
 
+def _uid(world: World) -> str:
+    return urlsafe_base64_encode(force_bytes(world.ticket.requester_id))
+
+
 # How carol tries each page: a list of (method, url, data) built from bob's world.
 Attempt = tuple[str, str, dict]
 TRIES: dict[str, Callable[[World], list[Attempt]]] = {
@@ -61,6 +67,18 @@ TRIES: dict[str, Callable[[World], list[Attempt]]] = {
         ("post", reverse("profile_token_revoke", args=[w.token_id]), {}),
     ],
     "healthz": lambda w: [("get", reverse("healthz"), {})],
+    "password_reset": lambda w: [
+        ("get", reverse("password_reset"), {}),
+        ("post", reverse("password_reset"), {"email": w.ticket.requester.email}),
+    ],
+    "password_reset_sent": lambda w: [("get", reverse("password_reset_sent"), {})],
+    "password_reset_done": lambda w: [("get", reverse("password_reset_done"), {})],
+    # bob's id with a token that is not his: the page must not open his account.
+    "password_reset_confirm": lambda w: [
+        (method, reverse("password_reset_confirm", args=[_uid(w), token]), data)
+        for method, data in (("get", {}), ("post", {"new_password1": "x", "new_password2": "x"}))
+        for token in ("set-password", "c0ffee-0123456789abcdef0123456789abcdef")
+    ],
     "panel": lambda w: [
         ("get", reverse("panel"), {"view": view, "q": q})
         for view in ("open", "all", "closed")
@@ -124,7 +142,14 @@ MUST_404 = {
     "agent_queue",
     "profile_token_revoke",
 }
-PUBLIC = {"login", "healthz"}
+PUBLIC = {
+    "login",
+    "healthz",
+    "password_reset",
+    "password_reset_sent",
+    "password_reset_done",
+    "password_reset_confirm",
+}
 
 
 @pytest.fixture

@@ -146,6 +146,7 @@ INSTALLED_APPS = [
     "supportdesk.events",
     "supportdesk.accounts",
     "supportdesk.tickets",
+    "supportdesk.notify",
     "supportdesk.web",
     "ninja",
     "supportdesk.api",
@@ -226,6 +227,14 @@ LOGOUT_REDIRECT_URL = "login"
 LOGIN_FAILURES_PER_EMAIL = 5
 LOGIN_FAILURES_PER_ADDRESS = 20
 LOGIN_THROTTLE_SECONDS = 15 * 60
+
+# Password reset: a link is valid this long from when its mail is sent (the token is made by
+# the mail's handler); at most so many reset mails go out per account, and per requesting
+# address, within one throttle window. Over a limit the page answers the same, sends nothing.
+PASSWORD_RESET_TIMEOUT = 60 * 60
+PASSWORD_RESETS_PER_USER = 3
+PASSWORD_RESETS_PER_ADDRESS = 20
+PASSWORD_RESET_THROTTLE_SECONDS = 60 * 60
 
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 

@@ -171,6 +171,7 @@ def site_pages(desk, bob, alice):
     number = desk["ticket"].number
     return [
         ("login", None, "/login/"),
+        ("password reset", None, "/password-reset/"),
         ("panel", bob, "/tickets/"),
         ("panel, filtered", bob, "/tickets/?view=all&q=checkout&type=incident&tag=Bug"),
         ("new ticket as customer", bob, "/tickets/new/"),

@@ -151,7 +151,7 @@ def test_an_enclosing_rollback_takes_the_event_with_it(alice, bob):
     assert Ticket.objects.get(pk=ticket.pk).title == "Cannot log in"
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_record_outside_a_transaction_raises_and_writes_nothing(bob):
     ticket = make_ticket(requester=bob)
     with pytest.raises(RuntimeError, match="inside the change's transaction"):

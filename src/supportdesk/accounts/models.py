@@ -100,6 +100,14 @@ class User(AbstractBaseUser):
     )
     time_zone = models.CharField(max_length=64, default="UTC")
     is_active = models.BooleanField(default=True)
+    # Essential mail (acknowledgements, responses, status changes) is always sent; these
+    # turn off the rest (notify/recipients.py decides which mail is which).
+    mail_optional = models.BooleanField(
+        default=True, help_text="Mail about field changes and other optional notices."
+    )
+    mail_unassigned = models.BooleanField(
+        default=True, help_text="Agents: mail about customer messages on unassigned tickets."
+    )
     date_joined = models.DateTimeField(default=timezone.now)
 
     objects: ClassVar[UserManager] = UserManager()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import zoneinfo
 from datetime import timedelta
 from functools import cache
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import password_validation
+from django.contrib.auth.tokens import default_token_generator
 from django.contrib.sessions.models import Session
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -17,9 +19,20 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from supportdesk import rows
-from supportdesk.accounts.models import ApiToken, Application, Environment, Organization, Role, User
+from supportdesk.accounts.models import (
+    TIME_ZONES,
+    ApiToken,
+    Application,
+    Environment,
+    Organization,
+    Role,
+    User,
+)
 from supportdesk.errors import InvalidChange, NotFound
+from supportdesk.events.models import Event, EventKind, Via
+from supportdesk.events.record import record
 
+TIME_ZONE_SET = frozenset(TIME_ZONES)  # read once: available_timezones() scans the disk
 TOKEN_PREFIX = "sd_"  # noqa: S105  (a public marker that tells tokens apart, not a secret)
 NAME_MAX = 200
 EMAIL_MAX = 254
@@ -121,7 +134,7 @@ def create_user(
         raise InvalidChange(f"Unknown role {role!r}.", field="role")
     if role == Role.CUSTOMER and organization is None:
         raise InvalidChange("A customer must belong to an organization.", field="org")
-    if time_zone not in zoneinfo.available_timezones():
+    if time_zone not in TIME_ZONE_SET:
         raise InvalidChange(f"Unknown time zone {time_zone!r}.", field="time_zone")
     taken = InvalidChange(f"A user with the email {email} exists already.", field="email")
     if User.objects.filter(email__iexact=email).exists():
@@ -251,7 +264,7 @@ def authenticate_token(secret: str) -> ApiToken | None:
 
 def update_profile(user: User, *, name: str, time_zone: str) -> User:
     """The user's own display name and the zone their pages show times in."""
-    if time_zone not in zoneinfo.available_timezones():
+    if time_zone not in TIME_ZONE_SET:
         raise InvalidChange(f"Unknown time zone {time_zone!r}.", field="time_zone")
     user.name = clean_name(name, field="name")
     user.time_zone = time_zone
@@ -270,3 +283,75 @@ def touch_token(token: ApiToken) -> None:
         return
     ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     token.last_used_at = now
+
+
+PASSWORD_MAX = 1024  # the login form takes no longer password: a longer one could never log in
+
+
+@transaction.atomic
+def request_password_reset(email: str, *, ip: str | None) -> None:
+    """Queue a reset mail for the active user with this email (any letter case), unless the
+    user or the requesting address is over its limit; otherwise do nothing, silently.
+
+    The caller answers the same whether or not a mail goes out, so the page cannot tell who
+    has an account, and a limit that only counts real accounts cannot leak it either. The mail
+    leaves through the outbox (mail_on_password_reset_requested), which makes the link's token
+    at send time: the token is never stored. Raises InvalidChange for text that is no email.
+    """
+    try:
+        found = find_user(clean_user_email(email))
+    except NotFound:
+        return
+    # The row lock makes concurrent requests for one user count one after the other.
+    user = User.objects.select_for_update().filter(pk=found.pk, is_active=True).first()
+    if user is None:
+        return
+    address = (ip or "")[:64]
+    if _password_reset_throttled(user, address):
+        return
+    record(
+        None,
+        EventKind.PASSWORD_RESET_REQUESTED,
+        acting_user=user,
+        via=Via.WEB,
+        version=1,
+        changes={"ip": [None, address]} if address else None,
+    )
+
+
+def _password_reset_throttled(user: User, address: str) -> bool:
+    """Counted from the reset events themselves (in the database, so every web process sees
+    the same count); the requesting address is kept on the event as its `ip` change."""
+    since = timezone.now() - timedelta(seconds=settings.PASSWORD_RESET_THROTTLE_SECONDS)
+    recent = Event.objects.filter(kind=EventKind.PASSWORD_RESET_REQUESTED, created_at__gte=since)
+    if recent.filter(actor=user).count() >= settings.PASSWORD_RESETS_PER_USER:
+        return True
+    return bool(address) and (
+        recent.filter(changes__ip__1=address).count() >= settings.PASSWORD_RESETS_PER_ADDRESS
+    )
+
+
+@transaction.atomic
+def reset_password(user: User, token: str, new_password: str) -> User:
+    """Set the password chosen through a reset link and end every session of the user.
+
+    The token is checked again under the user's row lock, so a link used twice at once sets
+    one password: the new password invalidates the token. Raises InvalidChange with
+    field="token" when the link is used, expired, or the user is inactive, and with
+    field="new_password" for a password the validators refuse.
+    """
+    locked = User.objects.select_for_update().filter(pk=user.pk, is_active=True).first()
+    if locked is None or not default_token_generator.check_token(locked, token):
+        raise InvalidChange("This password reset link has expired or was used.", field="token")
+    if len(new_password) > PASSWORD_MAX or "\x00" in new_password:
+        raise InvalidChange(
+            f"A password has at most {PASSWORD_MAX} characters and no NUL.", field="new_password"
+        )
+    try:
+        password_validation.validate_password(new_password, locked)
+    except ValidationError as error:
+        raise InvalidChange(" ".join(error.messages), field="new_password") from None
+    locked.set_password(new_password)
+    locked.save(update_fields=["password"])
+    end_sessions(locked)
+    return locked

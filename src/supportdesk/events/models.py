@@ -122,3 +122,35 @@ class HandlerRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.handler} for event {self.event_id} ({self.state})"
+
+
+class WorkerHeartbeat(models.Model):
+    """A worker's sign of life, written by its sweeper on every tick, read by /healthz.
+
+    One row per worker process (`host:pid`); rows of workers gone for a day are pruned.
+    """
+
+    worker_id = models.CharField(max_length=64, unique=True)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.worker_id
+
+
+class Schedule(models.Model):
+    """When a periodic job (events/periodic.py) is next due.
+
+    Every worker's sweeper tries to move `next_run_at` forward with one conditional UPDATE;
+    the one whose UPDATE changed the row runs the job, so a job runs once per interval
+    however many workers there are.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    next_run_at = models.DateTimeField()
+    last_run_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name

@@ -7,17 +7,19 @@ changes state, and writes the history event (the outbox for mail, pages and time
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Model, Q
+from django.db.models import F, Max, Model, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from supportdesk import rows
 from supportdesk.accounts.models import User
 from supportdesk.errors import Conflict, Forbidden, InvalidChange
-from supportdesk.events.models import EventKind, Via
+from supportdesk.events.models import Event, EventKind, Via
 from supportdesk.events.record import record
 from supportdesk.tickets import access
 from supportdesk.tickets.attachments import check_uploads, filenames, store_attachments
@@ -579,3 +581,58 @@ def add_attachments(
         changes=filenames(stored),
     )
     return stored
+
+
+def close_resolved_tickets(*, older_than: timedelta, now: datetime | None = None) -> int:
+    """Close every ticket resolved longer ago than `older_than`; returns how many closed.
+
+    "Resolved at" is when its status last became Resolved, read from its history (the
+    last event whose change set the status to Resolved; a ticket with no such event, such
+    as an import, counts from its last update). Each ticket closes in its own transaction
+    under its row lock, through the same recording as an agent's status change: one
+    STATUS_CHANGED event by the system (no actor, via SYSTEM), hence its mail and other
+    side effects. A ticket re-opened or re-resolved meanwhile is left alone. The last
+    updater stays the person who resolved it: no user made this change.
+    """
+    now = now or timezone.now()
+    cutoff = now - older_than
+    resolved_label = Status.RESOLVED.label
+    last_resolved = Subquery(
+        Event.objects.filter(ticket=OuterRef("pk"), changes__status__1=resolved_label)
+        .order_by("-created_at", "-id")
+        .values("created_at")[:1]
+    )
+    candidates = list(
+        Ticket.objects.filter(status=Status.RESOLVED)
+        .annotate(resolved_at=Coalesce(last_resolved, F("updated_at")))
+        .filter(resolved_at__lte=cutoff)
+        .order_by("resolved_at", "pk")
+        .values_list("pk", flat=True)
+    )
+    closed = 0
+    for pk in candidates:
+        with transaction.atomic():
+            ticket = (
+                Ticket.objects.select_for_update()
+                .annotate(resolved_at=Coalesce(last_resolved, F("updated_at")))
+                .filter(pk=pk, status=Status.RESOLVED, resolved_at__lte=cutoff)
+                .first()
+            )
+            if ticket is None:
+                continue
+            diff: Diff = {}
+            _note(diff, "status", ticket.get_status_display(), Status.CLOSED.label)
+            ticket.status = Status.CLOSED
+            ticket.closed_at = now
+            ticket.version += 1
+            ticket.save(update_fields=["status", "closed_at", "version", "updated_at"])
+            record(
+                ticket,
+                _kind_of(diff),
+                acting_user=None,
+                via=Via.SYSTEM,
+                version=ticket.version,
+                changes=diff,
+            )
+            closed += 1
+    return closed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 from supportdesk.accounts.models import TIME_ZONES
@@ -30,6 +32,21 @@ class ProfileForm(forms.Form):
         widget=FastSelect,
         help_text="Times on every page are shown in this zone.",
     )
+    mail_optional = forms.BooleanField(
+        label="Mail me about field changes and other optional notices",
+        required=False,
+        help_text="Acknowledgements, responses and status changes are always mailed.",
+    )
+    mail_unassigned = forms.BooleanField(
+        label="Mail me about customer responses on unassigned tickets",
+        required=False,
+        help_text="An optional notice: it needs the box above too.",
+    )
+
+    def __init__(self, *args: Any, is_agent: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not is_agent:  # customers are never told of unassigned tickets
+            del self.fields["mail_unassigned"]
 
 
 class ApiTokenForm(forms.Form):

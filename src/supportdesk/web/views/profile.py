@@ -1,4 +1,4 @@
-"""The user's own settings: name, time zone, password and API tokens."""
+"""The user's own settings: name, time zone, mail, password and API tokens."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 from supportdesk.accounts.models import User
 from supportdesk.accounts.services import create_token, revoke_token, update_profile
 from supportdesk.errors import InvalidChange
+from supportdesk.notify.preferences import set_mail_preferences
 from supportdesk.web.forms.accounts import ApiTokenForm, ProfileForm
 from supportdesk.web.views.errors import add_domain_error
 
@@ -31,7 +32,15 @@ def _password_form(user: User, data: object = None) -> PasswordChangeForm:
 @login_required
 def profile(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
-    profile_form = ProfileForm(initial={"name": user.name, "time_zone": user.time_zone})
+    profile_form = ProfileForm(
+        initial={
+            "name": user.name,
+            "time_zone": user.time_zone,
+            "mail_optional": user.mail_optional,
+            "mail_unassigned": user.mail_unassigned,
+        },
+        is_agent=user.is_agent,
+    )
     password_form = _password_form(user)
     token_form = _fresh_token_form()
     new_secret = ""
@@ -60,13 +69,15 @@ def profile(request: HttpRequest) -> HttpResponse:
         else:
             status = 400
     elif request.method == "POST":
-        profile_form = ProfileForm(request.POST)
+        profile_form = ProfileForm(request.POST, is_agent=user.is_agent)
         if profile_form.is_valid():
+            data = profile_form.cleaned_data
             try:
-                update_profile(
+                update_profile(user, name=data["name"], time_zone=data["time_zone"])
+                set_mail_preferences(
                     user,
-                    name=profile_form.cleaned_data["name"],
-                    time_zone=profile_form.cleaned_data["time_zone"],
+                    optional=data["mail_optional"],
+                    unassigned=data.get("mail_unassigned", user.mail_unassigned),
                 )
             except InvalidChange as error:
                 add_domain_error(profile_form, error)

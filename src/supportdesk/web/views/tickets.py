@@ -20,6 +20,7 @@ from django.urls import reverse
 from supportdesk.accounts.models import User
 from supportdesk.errors import Conflict, Forbidden, InvalidChange
 from supportdesk.events.models import Via
+from supportdesk.notify.deliveries import deliveries_for
 from supportdesk.tickets import access, queries, services
 from supportdesk.tickets.models import Status, Ticket
 from supportdesk.web.forms.tickets import AgentResponseForm, ResponseForm
@@ -52,6 +53,8 @@ def render_ticket_page(
         "can_reopen": access.can_reopen(user, ticket),
         "can_close": access.can_change_status(user) and ticket.status != Status.CLOSED,
         "response_form": form or response_form(user),
+        # How each mail about the ticket went: agents' only (addresses, server replies).
+        "mails": list(deliveries_for(ticket)) if user.is_agent else [],
     }
     return render(request, "tickets/detail.html", context, status=status)
 

@@ -1,0 +1,1 @@
+"""Mail out: who is told of a change, what they get, and its delivery through the outbox."""

@@ -1,0 +1,148 @@
+"""Sending an event's mails, one delivery row per recipient, and reading them for the ticket page.
+
+A handler run may be repeated (a retry, a worker killed mid-run): the rows say what went out.
+A mail is marked sent only after the server accepted it; a crash between the two sends it
+again with the same Message-ID (at least once, never lost). A recipient the server refuses
+for good fails alone; a temporary refusal of any makes the whole run retry, and the retry
+sends only the mails not sent yet.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from supportdesk.errors import DeliveryError
+from supportdesk.events.models import Event, HandlerRun
+from supportdesk.notify import ids, messages, transport
+from supportdesk.notify.models import DeliveryState, MailDelivery
+from supportdesk.notify.recipients import recipients_for
+from supportdesk.tickets.models import Ticket
+
+ERROR_MAX = 2000
+GAVE_UP = "Gave up, attempts:"  # how a mail's error begins when its retries ran out
+
+
+def deliver(event: Event, *, handler: str) -> None:
+    """Send each of the event's mails not sent yet and not failed.
+
+    Raises DeliveryError, after trying every mail: retryable (with the longest wait a
+    server asked for) when a mail was refused for now; permanent when every mail tried was
+    refused for good, which looks like the server's fault (credentials, a blocked sender)
+    more than the addresses', so the run fails where admins see it. On the run's last
+    attempt a mail refused for now is marked failed ("Gave up ..."): the ticket page never
+    shows a retry that will not come. An admin's retry of the run starts its attempts afresh
+    and tries the failed mails once more.
+    """
+    rows = planned(event)
+    attempts = _run_attempts(event, handler)
+    last_attempt = attempts is not None and attempts >= settings.TASK_MAX_ATTEMPTS
+    retried_by_admin = attempts == 1  # rows exist before the first claim only after a retry
+    waiting: list[DeliveryError] = []
+    refused: list[DeliveryError] = []
+    tried = 0
+    with transport.session():  # the run's mails share one SMTP connection
+        for row in rows:
+            if row.state == DeliveryState.SENT or (
+                row.state == DeliveryState.FAILED and not retried_by_admin
+            ):
+                continue
+            tried += 1
+            try:
+                transport.send(messages.build(row, event))
+            except DeliveryError as error:
+                if error.permanent:
+                    refused.append(error)
+                    _settle(row, DeliveryState.FAILED, error.message)
+                elif last_attempt:
+                    waiting.append(error)
+                    _settle(
+                        row, DeliveryState.FAILED, f"{GAVE_UP} {row.attempts + 1}: {error.message}"
+                    )
+                else:
+                    waiting.append(error)
+                    _settle(row, DeliveryState.RETRYING, error.message)
+            else:
+                _settle(row, DeliveryState.SENT, "")
+    _raise_for(waiting, refused, tried)
+
+
+def _raise_for(waiting: list[DeliveryError], refused: list[DeliveryError], tried: int) -> None:
+    if waiting:
+        waits = [error.retry_after for error in waiting if error.retry_after is not None]
+        raise DeliveryError(
+            f"{len(waiting)} of {tried} mails not sent yet; first: {waiting[0].message}",
+            retry_after=max(waits, default=None),
+        )
+    if refused and len(refused) == tried:
+        raise DeliveryError(
+            f"Every mail tried ({tried}) was refused; first: {refused[0].message}",
+            permanent=True,
+        )
+
+
+def planned(event: Event) -> list[MailDelivery]:
+    """The event's delivery rows, written on its first run in one statement: later runs
+    mail the same people (the same Message-IDs) even if CCs or preferences change since."""
+    rows = _rows(event)
+    if rows:
+        return rows
+    recipients = recipients_for(event)
+    if not recipients:
+        return []
+    MailDelivery.objects.bulk_create(
+        [
+            MailDelivery(
+                event=event,
+                ticket=recipient.ticket,
+                recipient=recipient.email,
+                user=recipient.user,
+                message_id=ids.message_id(event.pk, recipient.email),
+                reason=recipient.reason,
+                optional=recipient.optional,
+            )
+            for recipient in recipients
+        ],
+        ignore_conflicts=True,  # a run is never parallel to itself; this only keeps it safe
+    )
+    return _rows(event)
+
+
+def _rows(event: Event) -> list[MailDelivery]:
+    return list(
+        MailDelivery.objects.filter(event=event)
+        .select_related("user", "ticket", "ticket__type", "ticket__priority", "ticket__problem")
+        .order_by("id")
+    )
+
+
+def _run_attempts(event: Event, handler: str) -> int | None:
+    """How many times the outbox has claimed this run, this time included (None outside
+    the outbox, e.g. a test calling the handler itself)."""
+    return (
+        HandlerRun.objects.filter(event=event, handler=handler)
+        .values_list("attempts", flat=True)
+        .first()
+    )
+
+
+def _settle(row: MailDelivery, state: DeliveryState, error: str) -> None:
+    """Record one attempt's outcome at once (its own commit): a crash after this line does
+    not send the mail again; a crash before it does, with the same Message-ID."""
+    row.state = state
+    row.attempts += 1
+    row.last_error = error[:ERROR_MAX]
+    if state == DeliveryState.SENT:
+        row.sent_at = timezone.now()
+    row.save(update_fields=["state", "attempts", "last_error", "sent_at", "updated_at"])
+
+
+def deliveries_for(ticket: Ticket) -> QuerySet[MailDelivery]:
+    """The mails about a ticket, for its agents' "Mail" panel, in one query: those of its own
+    events and a resolved problem's mail to this incident's requester."""
+    return (
+        MailDelivery.objects.filter(Q(ticket=ticket) | Q(event__ticket=ticket))
+        .select_related("event")
+        .order_by("created_at", "id")
+    )
