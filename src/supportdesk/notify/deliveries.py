@@ -35,6 +35,7 @@ def deliver(event: Event, *, handler: str) -> None:
     shows a retry that will not come. An admin's retry of the run starts its attempts afresh
     and tries the failed mails once more.
     """
+    event = _loaded(event)
     rows = planned(event)
     attempts = _run_attempts(event, handler)
     last_attempt = attempts is not None and attempts >= settings.TASK_MAX_ATTEMPTS
@@ -91,7 +92,10 @@ def planned(event: Event) -> list[MailDelivery]:
     recipients = recipients_for(event)
     if not recipients:
         return []
-    MailDelivery.objects.bulk_create(
+    # The new rows come back with their ids and keep the users and tickets the recipients
+    # were found with: nothing to read again. A conflict would mean a run in parallel with
+    # itself, which the outbox's claim rules out; it fails the attempt, and the retry reads.
+    return MailDelivery.objects.bulk_create(
         [
             MailDelivery(
                 event=event,
@@ -104,9 +108,21 @@ def planned(event: Event) -> list[MailDelivery]:
             )
             for recipient in recipients
         ],
-        ignore_conflicts=True,  # a run is never parallel to itself; this only keeps it safe
     )
-    return _rows(event)
+
+
+def _loaded(event: Event) -> Event:
+    """The event with everything the rules and the mails read, in one query (instead of a
+    lazy fetch for each of them: this runs for every change)."""
+    return Event.objects.select_related(
+        "ticket__requester",
+        "ticket__assignee",
+        "ticket__type",
+        "ticket__priority",
+        "ticket__problem",
+        "actor",
+        "response__author",
+    ).get(pk=event.pk)
 
 
 def _rows(event: Event) -> list[MailDelivery]:
