@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
@@ -180,3 +180,25 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap():
         assert nominal / 2 <= delay <= nominal
     assert tasks.backoff(100) <= tasks.BACKOFF_MAX_SECONDS
     assert tasks.backoff(1, retry_after=120) == 120
+
+
+def test_on_sqlite_a_waiting_wake_up_serves_later_changes(probe, alice, bob):
+    ticket = make_ticket(requester=bob)
+    ticket = edit(ticket, alice, title="First")
+    waiting = DBTaskResult.objects.count()
+    edit(ticket, alice, title="Second")
+    added = DBTaskResult.objects.count() - waiting
+    assert added == (0 if connection.vendor == "sqlite" else 1)
+    assert tasks.run_due.call([]) == 2  # the one wake-up drains both runs
+
+
+def test_a_full_batch_leaves_a_wake_up_for_the_rest(probe, alice, bob, monkeypatch):
+    monkeypatch.setattr(tasks, "BATCH", 2)
+    ticket = make_ticket(requester=bob)
+    for n in range(3):
+        ticket = edit(ticket, alice, title=f"Title {n}")
+    DBTaskResult.objects.all().delete()
+    assert tasks.run_due.call([]) == 2
+    assert DBTaskResult.objects.ready().count() == 1  # for the third
+    assert tasks.run_due.call([]) == 1
+    assert DBTaskResult.objects.ready().count() == 1  # nothing more was enqueued
