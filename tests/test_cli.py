@@ -321,7 +321,7 @@ def test_serve_demo_runs_the_site_and_stops_everything_on_ctrl_c(tmp_path):
         assert rows(home, "SELECT COUNT(*) FROM tickets_ticket")[0][0] >= 24
 
         children = descendants(serve.pid)
-        assert len(children) >= 3  # gunicorn, its worker, the background worker
+        assert len(children) >= 4  # gunicorn, its worker, two background workers (the default)
         started = time.monotonic()
         serve.send_signal(signal.SIGINT)
         assert serve.wait(timeout=10) == 0, "".join(output)
