@@ -78,6 +78,14 @@ def parse_args() -> argparse.Namespace:
         help="measured requests per list page (default 500)",
     )
     parser.add_argument(
+        "--server",
+        choices=["web", "serve"],
+        default="web",
+        help="`web`: the web server alone, as behind a load balancer with the workers on other"
+        " machines (the creates still write their mail runs); `serve`: with its two background"
+        " workers mailing each acknowledgement on the same CPUs (default web)",
+    )
+    parser.add_argument(
         "--depth", type=int, default=100, help="the deep list page's number (default 100)"
     )
     return parser.parse_args()
@@ -351,6 +359,11 @@ def measure_list(
             status, body, _ = send(client, ("GET", path, None, headers))
             if problem := check(status, body):
                 raise SystemExit(f"bench: following the cursor to page {page_number}: {problem}")
+        if not cursor:
+            samples = "; ".join(figures[-1].failure_samples[:2]) if figures else ""
+            raise SystemExit(
+                f"bench: page {page_number} never showed the expected tickets: {samples}"
+            )
         path = f"{LIST_PATH}&cursor={urllib.parse.quote(cursor[0])}"
     client.close()
     return figures[0], figures[1]
@@ -436,7 +449,7 @@ def run(args: argparse.Namespace, source: Path, home: Path, clients: list[int]) 
     print(f"bench: agent {agent}, tickets opened for customer {customer}")
 
     log = (home / "server.log").open("wb")
-    command = [*bench.supportdesk_command(), "serve", "--port", str(port)]
+    command = [*bench.supportdesk_command(), args.server, "--port", str(port)]
     print(f"bench: starting `supportdesk {' '.join(command[1:])}` with the rate limit off")
     server = subprocess.Popen(
         command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -500,6 +513,7 @@ def run(args: argparse.Namespace, source: Path, home: Path, clients: list[int]) 
         "seconds_per_write_test": args.seconds,
         "warmup_seconds": args.warmup,
         "api": not missing_api,
+        "server": args.server,
         "writes": [
             {"ceiling": c.as_dict(), "creates": a.as_dict() if a else None} for c, a in writes
         ],

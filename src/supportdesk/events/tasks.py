@@ -17,15 +17,17 @@ import random
 import socket
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from functools import cache
 from itertools import batched
 
 from django.conf import settings
 from django.db import connection
 from django.db.models import F, Q
-from django.tasks import task
+from django.tasks import TaskResultStatus, task
 from django.utils import timezone
-from django_tasks_db.models import DBTaskResult
+from django_tasks_db.models import DBTaskResult, get_date_max
 
+from supportdesk import rows
 from supportdesk.errors import DeliveryError
 from supportdesk.events import registry
 from supportdesk.events.models import HandlerRun, RunState
@@ -155,7 +157,23 @@ def wake(run_ids: Sequence[int]) -> None:
 
 
 def _wake_up_waiting() -> bool:
-    return DBTaskResult.objects.ready().filter(task_path=run_due.module_path).exists()
+    """The query of DBTaskResult.objects.ready() for run_due, written once (supportdesk/
+    rows.py: every change asks it, and the ORM's compilation cost more than the query)."""
+    field = DBTaskResult._meta.get_field("run_after")
+    prepared = [
+        field.get_db_prep_value(value, connection) for value in (get_date_max(), timezone.now())
+    ]
+    row = rows.fetch_one(_waiting_sql(), [TaskResultStatus.READY, run_due.module_path, *prepared])
+    return row is not None
+
+
+@cache
+def _waiting_sql() -> str:
+    table = rows.table(DBTaskResult)  # names from the model; values are always parameters
+    return (
+        f"SELECT 1 FROM {table} WHERE status = %s AND task_path = %s"  # noqa: S608
+        " AND (run_after = %s OR run_after <= %s) LIMIT 1"
+    )
 
 
 def sweep(now: datetime | None = None) -> int:
