@@ -147,6 +147,7 @@ INSTALLED_APPS = [
     "supportdesk.accounts",
     "supportdesk.tickets",
     "supportdesk.notify",
+    "supportdesk.intake",
     "supportdesk.web",
     "ninja",
     "supportdesk.api",

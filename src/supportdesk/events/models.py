@@ -33,6 +33,8 @@ class EventKind(models.TextChoices):
     ATTACHMENT_ADDED = "attachment_added", "Added an attachment"
     # Not a ticket's: the event's ticket is empty and its actor is the user concerned.
     PASSWORD_RESET_REQUESTED = "password_reset_requested", "Asked for a password reset"
+    # Not a ticket's either: a raw inbound message was stored; its processing is the run.
+    MAIL_RECEIVED = "mail_received", "Received a mail"
 
 
 class Event(models.Model):

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class IntakeConfig(AppConfig):
+    name = "supportdesk.intake"
+    verbose_name = "Mail in"
