@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 # Service, page and isolation tests also run on PostgreSQL; only the paths that exist are passed.
-PG_TESTS := $(wildcard tests/tickets tests/accounts tests/events tests/web tests/api tests/test_isolation.py tests/test_database.py tests/test_rows.py tests/test_sqlite_writers.py tests/integration/test_workers.py tests/notify)
+PG_TESTS := $(wildcard tests/tickets tests/accounts tests/events tests/web tests/api tests/test_isolation.py tests/test_database.py tests/test_rows.py tests/test_sqlite_writers.py tests/integration/test_workers.py tests/notify tests/intake)
 PYTEST_WORKERS ?= 2
 
 .PHONY: help install dev run test lint typecheck bench bench-api bench-outbox clean FORCE

@@ -293,8 +293,8 @@ def test_serve_demo_runs_the_site_and_stops_everything_on_ctrl_c(tmp_path):
     serve = subprocess.Popen(
         [sys.executable, "-m", "supportdesk", "serve", "--demo", "--port", str(port),
          "--workers", "1", "--threads", "2"],
-        env=cli_environment(home), cwd=tmp_path, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
+        env=cli_environment(home, SUPPORTDESK_SMTPD_PORT=str(free_port())), cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(serve.stdout), daemon=True)
@@ -321,7 +321,8 @@ def test_serve_demo_runs_the_site_and_stops_everything_on_ctrl_c(tmp_path):
         assert rows(home, "SELECT COUNT(*) FROM tickets_ticket")[0][0] >= 24
 
         children = descendants(serve.pid)
-        assert len(children) >= 4  # gunicorn, its worker, two background workers (the default)
+        # gunicorn, its worker, two background workers (the default), the mail gateway
+        assert len(children) >= 5
         started = time.monotonic()
         serve.send_signal(signal.SIGINT)
         assert serve.wait(timeout=10) == 0, "".join(output)

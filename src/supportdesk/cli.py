@@ -1,8 +1,8 @@
 """The `supportdesk` command: a thin adapter over the services, like the web and the API.
 
-Every domain error becomes a message on stderr and exit status 1. `serve` runs the web server
-and the background worker as child processes in their own process groups, so that Ctrl-C or
-SIGTERM stops every one of them (and their own children) before `serve` exits.
+Every domain error becomes a message on stderr and exit status 1. `serve` runs the web server,
+the background workers and the mail gateway as child processes in their own process groups,
+so that Ctrl-C or SIGTERM stops every one of them (and their own children) before `serve` exits.
 """
 
 from __future__ import annotations
@@ -185,6 +185,10 @@ def worker_command() -> list[str]:
     return [sys.executable, "-m", "supportdesk", "worker"]
 
 
+def smtpd_command(host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "supportdesk", "smtpd", "--host", host, "--port", str(port)]
+
+
 def _bind_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
@@ -299,12 +303,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     for number in range(1, args.task_workers + 1):
         supervisor.start(f"background worker {number}", worker_command())
+    from django.conf import settings
+
+    smtpd_host, smtpd_port = settings.SMTPD_HOST, settings.SMTPD_PORT
+    supervisor.start("mail gateway", smtpd_command(smtpd_host, smtpd_port))
 
     def announce() -> None:
         _say(f"supportdesk is running on {_url(args.host, args.port)} (Ctrl-C to stop)")
+        _say(f"Mail gateway listening on {_bind_host(smtpd_host)}:{smtpd_port}")
         print_logins(logins)
 
-    return supervisor.wait(ready=lambda: _port_is_open(args.host, args.port), on_ready=announce)
+    def ready() -> bool:
+        return _port_is_open(args.host, args.port) and _port_is_open(smtpd_host, smtpd_port)
+
+    return supervisor.wait(ready=ready, on_ready=announce)
 
 
 def cmd_web(args: argparse.Namespace) -> int:
@@ -342,6 +354,28 @@ def cmd_worker(_args: argparse.Namespace) -> int:
         return int(exit_.code or 0)
     finally:
         stop.set()
+    return 0
+
+
+def cmd_smtpd(args: argparse.Namespace) -> int:
+    """The mail gateway in this process, until SIGINT or SIGTERM (exit 0)."""
+    from django.conf import settings
+
+    from supportdesk.intake import smtpd
+
+    require_secret_key()
+    host = args.host or settings.SMTPD_HOST
+    port = args.port or settings.SMTPD_PORT
+    return smtpd.run(host, port)
+
+
+def cmd_fetchmail(args: argparse.Namespace) -> int:
+    """Poll the mailboxes' IMAP accounts: once, or until SIGINT or SIGTERM."""
+    from supportdesk.intake import imap
+
+    require_secret_key()
+    stored = imap.fetch(once=args.once)
+    _say(f"Stored {stored} message{'' if stored == 1 else 's'}.")
     return 0
 
 
@@ -524,7 +558,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser(
-        "serve", help="migrate, then run the web server and the worker until Ctrl-C"
+        "serve",
+        help="migrate, then run the web server, the worker and the mail gateway until Ctrl-C",
     )
     _add_server_options(serve)
     serve.add_argument(
@@ -548,6 +583,30 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("worker", help="run the background worker only").set_defaults(
         handler=cmd_worker
     )
+    smtpd = commands.add_parser(
+        "smtpd", help="run the inbound mail gateway only (SMTP, for the configured mailboxes)"
+    )
+    smtpd.add_argument(
+        "--host",
+        default="",
+        help="address to listen on (default: SUPPORTDESK_SMTPD_HOST, 127.0.0.1)",
+    )
+    smtpd.add_argument(
+        "--port",
+        type=_port,
+        default=0,
+        help="port to listen on (default: SUPPORTDESK_SMTPD_PORT, 2525)",
+    )
+    smtpd.set_defaults(handler=cmd_smtpd)
+
+    fetchmail = commands.add_parser("fetchmail", help="poll the mailboxes' IMAP accounts")
+    fetchmail.add_argument(
+        "--once",
+        action="store_true",
+        help="fetch what is waiting, then exit (default: keep polling)",
+    )
+    fetchmail.set_defaults(handler=cmd_fetchmail)
+
     commands.add_parser("migrate", help="apply database migrations").set_defaults(
         handler=cmd_migrate
     )

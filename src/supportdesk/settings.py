@@ -127,6 +127,11 @@ if SECURE_COOKIES:
 
 MAIL_DOMAIN = env("SUPPORTDESK_MAIL_DOMAIN", "support.localhost")
 UPLOAD_MAX_BYTES = env_int("SUPPORTDESK_UPLOAD_MAX_BYTES", default=25 * 1024 * 1024)
+# Inbound mail gateway (`supportdesk smtpd`, also run by `serve`): where it listens, and the
+# largest message it accepts (552 above it); raw messages are kept under mail/raw/ in storage.
+SMTPD_HOST = env("SUPPORTDESK_SMTPD_HOST", "127.0.0.1")
+SMTPD_PORT = env_int("SUPPORTDESK_SMTPD_PORT", default=2525)
+MAIL_MAX_BYTES = env_int("SUPPORTDESK_MAIL_MAX_BYTES", default=35 * 1024 * 1024)
 # API requests a minute per token; 0 turns the limit off.
 API_RATE_LIMIT = env_int("SUPPORTDESK_API_RATE_LIMIT", default=600)
 # Leave room for the rest of a multipart form above the largest allowed file.
@@ -273,6 +278,14 @@ TASK_SWEEP_SECONDS = env_int("SUPPORTDESK_TASK_SWEEP_SECONDS", default=5)
 TASK_MAX_ATTEMPTS = env_int("SUPPORTDESK_TASK_MAX_ATTEMPTS", default=10)
 # Resolved tickets close by themselves after this many days (0 = never).
 AUTO_CLOSE_RESOLVED_DAYS = env_int("SUPPORTDESK_AUTO_CLOSE_DAYS", default=7)
+# Mail in (intake/): a reply to a ticket closed less than this many days ago re-opens it, an
+# older one opens a follow-up ticket; a sender who opened more than this many tickets by mail
+# in the last hour is held for an agent (0 = no limit).
+MAIL_REOPEN_DAYS = env_int("SUPPORTDESK_MAIL_REOPEN_DAYS", default=30)
+MAIL_NEW_TICKETS_PER_HOUR = env_int("SUPPORTDESK_MAIL_NEW_TICKETS_PER_HOUR", default=20)
+# IMAP polling (`supportdesk fetchmail` without --once): seconds between two polls of
+# every mailbox that has an IMAP account.
+FETCHMAIL_SECONDS = env_int("SUPPORTDESK_FETCHMAIL_SECONDS", default=60)
 
 LOGGING = {
     "version": 1,

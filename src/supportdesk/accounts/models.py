@@ -17,6 +17,13 @@ class Organization(models.Model):
     """A customer company; its users see its tickets and no others."""
 
     name = models.CharField(max_length=200)
+    # Mail from an unknown address at one of these domains is this organization's (intake).
+    mail_domains = models.CharField(
+        max_length=1000,
+        blank=True,
+        default="",
+        help_text="Comma-separated mail domains of its people, e.g. acme.com, acme.de.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -25,6 +32,12 @@ class Organization(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def domains(self) -> list[str]:
+        """The mail domains, lower case, without blanks or a leading "@"."""
+        parts = (d.strip().lstrip("@").lower() for d in self.mail_domains.split(","))
+        return [d for d in parts if d]
 
 
 class Application(models.Model):

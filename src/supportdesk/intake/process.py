@@ -1,0 +1,332 @@
+"""Turn one stored message into a ticket, a response, or a marked state, exactly once.
+
+The work and the message's new state commit in one transaction under the message's row
+lock, and a message that is no longer STORED is skipped: the outbox runs a handler at least
+once, so a second run finds the state changed and does nothing. Any error rolls everything
+back and quarantines the message with its error instead of retrying it forever: one bad
+message never blocks the others, and it is kept for an admin to reprocess or delete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import cast
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.core.validators import validate_email
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from supportdesk.accounts import services as accounts
+from supportdesk.accounts.models import Organization, User
+from supportdesk.errors import InvalidChange, NotFound
+from supportdesk.events.models import Via
+from supportdesk.intake import loop_guard, threads
+from supportdesk.intake.models import InboundMessage, MessageState, UnknownSender
+from supportdesk.intake.parse import ParsedMessage, parse_message, safe_text, trim_reply
+from supportdesk.tickets import services
+from supportdesk.tickets.inputs import MAX_CCS
+from supportdesk.tickets.models import DONE_STATUSES, Status, Ticket
+from supportdesk.tickets.validation import TEXT_MAX, TITLE_MAX, Upload
+
+logger = logging.getLogger(__name__)
+
+# Where a message with no mailbox left (deleted since it arrived) opens its ticket.
+FALLBACK_TYPE, FALLBACK_PRIORITY = "question", "normal"
+_FIELD_MAX = 998
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """An agent's decision to process a held message as if its sender were known."""
+
+    acting_user: User
+    organization: Organization | None = None
+
+
+def process_message(message: InboundMessage, *, accept: Acceptance | None = None) -> InboundMessage:
+    """Process a STORED message (or, with `accept`, a HELD one); returns it as it ends.
+
+    Never raises for a STORED message: an error quarantines it. With `accept` the agent's
+    call gets the error (InvalidChange when no organization can be found) and the
+    message stays held.
+    """
+    expected = MessageState.HELD if accept else MessageState.STORED
+    try:
+        with transaction.atomic():
+            locked = _lock(message)
+            if locked is None or locked.state != expected:
+                return locked or message  # done already: the outbox ran it twice
+            _process(locked, accept)
+            locked.processed_at = timezone.now()
+            locked.save()
+            return locked
+    except Exception as error:
+        if accept is not None:
+            raise
+        logger.exception("Inbound message %s quarantined", message.pk)
+        return _quarantine(message, error)
+
+
+def _lock(message: InboundMessage) -> InboundMessage | None:
+    """Lock the message and every copy with the same Message-ID (as the store read it), in
+    one order: two workers given the SMTP and the IMAP copy at once then take turns, and the
+    second finds the first's result and marks its copy a duplicate."""
+    same = Q(pk=message.pk)
+    stored_id = (
+        InboundMessage.objects.filter(pk=message.pk).values_list("message_id", flat=True).first()
+    )
+    if stored_id:
+        same |= Q(message_id=stored_id)
+    rows = (
+        InboundMessage.objects.select_for_update(of=("self",))  # the mailbox is an outer join
+        .select_related("mailbox__ticket_type", "mailbox__priority")
+        .filter(same)
+        .order_by("pk")
+    )
+    return next((row for row in rows if row.pk == message.pk), None)
+
+
+def _quarantine(message: InboundMessage, error: Exception) -> InboundMessage:
+    with transaction.atomic():
+        locked = InboundMessage.objects.select_for_update().filter(pk=message.pk).first()
+        if locked is None or locked.state != MessageState.STORED:
+            return locked or message
+        with contextlib.suppress(Exception):  # the message may be unreadable: keep the error
+            _describe(locked, parse_message(_read_raw(locked)))
+        locked.state = MessageState.QUARANTINED
+        locked.error = safe_text(f"{type(error).__name__}: {error}")[:10_000]
+        locked.processed_at = timezone.now()
+        locked.save()
+        return locked
+
+
+def _read_raw(message: InboundMessage) -> bytes:
+    with default_storage.open(message.raw, "rb") as stored:
+        return bytes(stored.read())
+
+
+def _describe(message: InboundMessage, parsed: ParsedMessage) -> None:
+    message.message_id = parsed.message_id[:_FIELD_MAX]
+    message.from_address = parsed.from_address[:_FIELD_MAX]
+    message.subject = parsed.subject[:_FIELD_MAX]
+
+
+def _process(message: InboundMessage, accept: Acceptance | None) -> None:
+    raw = _read_raw(message)
+    parsed = parse_message(raw)
+    _describe(message, parsed)
+    message.error = ""
+    if _is_duplicate(message):
+        message.state = MessageState.DUPLICATE
+        return
+    reason = loop_guard.automatic_reason(parsed)
+    if reason:
+        _record_automatic(message, parsed, reason)
+        return
+    sender = _sender(message, parsed, accept)
+    if sender is None:
+        return
+    ticket = threads.find_ticket(parsed, sender)
+    if ticket is not None:
+        _reply(message, parsed, raw, sender, ticket)
+    else:
+        _open(message, parsed, raw, sender, accept=accept)
+
+
+def _is_duplicate(message: InboundMessage) -> bool:
+    """Seen before (SMTP and IMAP, a redelivery): another copy already decided."""
+    return (
+        InboundMessage.objects.filter(message_id=message.message_id)
+        .exclude(pk=message.pk)
+        .exclude(state__in=[MessageState.STORED, MessageState.QUARANTINED])
+        .exists()
+    )
+
+
+def _record_automatic(message: InboundMessage, parsed: ParsedMessage, reason: str) -> None:
+    """An auto-reply or bounce changes nothing and mails nobody; it is linked to the ticket
+    it is about, and a bounce of our mail marks that delivery failed."""
+    bounced = loop_guard.mark_bounced(parsed)
+    message.ticket = bounced[0].ticket if bounced else threads.referenced_ticket(parsed)
+    message.state = MessageState.RECORDED
+    message.error = reason[:_FIELD_MAX]
+
+
+def _sender(
+    message: InboundMessage, parsed: ParsedMessage, accept: Acceptance | None
+) -> User | None:
+    """The user the message is from, or None with the message marked held or rejected."""
+    address = parsed.from_address
+    if not address:
+        _mark(message, MessageState.REJECTED, "The message has no sender address.")
+        return None
+    try:
+        user: User | None = accounts.find_user(address)
+    except NotFound:
+        user = None
+    if user is not None:
+        if not user.is_active:
+            _mark(message, MessageState.REJECTED, f"{address} is deactivated.")
+            return None
+        return user
+    organization = _organization_for(address)
+    if accept is not None:
+        organization = accept.organization or organization
+        if organization is None:
+            raise InvalidChange(
+                f"Choose the organization {address} belongs to.", field="organization"
+            )
+        return _create_contact(parsed, organization)
+    policy = message.mailbox.unknown_sender if message.mailbox else UnknownSender.HOLD
+    if policy == UnknownSender.CONTACT and organization is not None:
+        return _create_contact(parsed, organization)
+    if policy == UnknownSender.REJECT and organization is None:
+        _mark(message, MessageState.REJECTED, f"Unknown sender {address}.")
+        return None
+    known = f" (domain of {organization.name})" if organization else ""
+    _mark(message, MessageState.HELD, f"Unknown sender {address}{known}.")
+    return None
+
+
+def _mark(message: InboundMessage, state: MessageState, error: str) -> None:
+    message.state = state
+    message.error = error[:10_000]
+    return
+
+
+def _organization_for(address: str) -> Organization | None:
+    domain = address.rpartition("@")[2]
+    if not domain:
+        return None
+    for organization in Organization.objects.filter(mail_domains__icontains=domain):
+        if domain in organization.domains:
+            return organization
+    return None
+
+
+def _create_contact(parsed: ParsedMessage, organization: Organization) -> User:
+    user = accounts.create_user(
+        email=parsed.from_address,
+        role="customer",
+        password=accounts.generate_password(),  # never told: they reset it to log in
+        organization=organization,
+        name=parsed.from_name[: accounts.NAME_MAX],
+    )
+    user.organization = organization
+    return user
+
+
+def _reply(
+    message: InboundMessage, parsed: ParsedMessage, raw: bytes, sender: User, ticket: Ticket
+) -> None:
+    """A reply: a public response, re-opening a done ticket for a customer; a ticket closed
+    longer than MAIL_REOPEN_DAYS ago gets a follow-up ticket instead."""
+    if sender.is_customer and ticket.status == Status.CLOSED and _closed_long_ago(ticket):
+        _open(message, parsed, raw, sender, follow_up_of=ticket)
+        return
+    if sender.is_customer and ticket.status in DONE_STATUSES:
+        ticket = services.reopen_ticket(ticket, acting_user=sender, via=Via.EMAIL)
+    uploads, notes = _uploads(parsed, raw)
+    text = trim_reply(parsed.text)
+    body = _with_notes(text or "(The message had no text; the original is attached.)", notes)
+    response = services.add_response(
+        ticket, acting_user=sender, via=Via.EMAIL, body=body, attachments=uploads
+    )
+    message.ticket, message.response = ticket, response
+    message.state = MessageState.PROCESSED
+
+
+def _closed_long_ago(ticket: Ticket) -> bool:
+    closed_at = ticket.closed_at or ticket.updated_at
+    return closed_at < timezone.now() - timedelta(days=settings.MAIL_REOPEN_DAYS)
+
+
+def _open(
+    message: InboundMessage,
+    parsed: ParsedMessage,
+    raw: bytes,
+    sender: User,
+    *,
+    follow_up_of: Ticket | None = None,
+    accept: Acceptance | None = None,
+) -> None:
+    if not sender.is_customer:
+        _mark(
+            message,
+            MessageState.REJECTED,
+            f"{sender.email} is an agent: agents answer tickets by mail, and open them for"
+            " a customer in the workspace.",
+        )
+        return
+    if accept is None and loop_guard.over_new_ticket_rate(parsed.from_address):
+        limit = settings.MAIL_NEW_TICKETS_PER_HOUR
+        _mark(message, MessageState.HELD, f"{parsed.from_address} opened {limit} tickets by mail in the last hour.")  # fmt: skip
+        return
+    mailbox = message.mailbox
+    uploads, notes = _uploads(parsed, raw)
+    text = parsed.text.strip()
+    if follow_up_of is not None:
+        text = f"Follow-up to #{follow_up_of.number}\n\n{text}"
+    ticket = services.create_ticket(
+        acting_user=sender,
+        via=Via.EMAIL,
+        type=mailbox.ticket_type.key if mailbox else FALLBACK_TYPE,
+        priority=mailbox.priority.key if mailbox else FALLBACK_PRIORITY,
+        title=threads.strip_tag(parsed.subject)[:TITLE_MAX] or "(no subject)",
+        description=_with_notes(text, notes),
+        ccs=_ccs(parsed, sender),
+        attachments=uploads,
+    )
+    message.ticket = ticket
+    message.state = MessageState.PROCESSED
+
+
+def _with_notes(text: str, notes: list[str]) -> str:
+    """The text with what was not kept noted below it, cut to what a ticket holds."""
+    tail = "".join(f"\n\n[{note}]" for note in notes)
+    room = TEXT_MAX - len(tail) - 100
+    if len(text) > room:
+        text = text[:room] + "\n\n[The text was cut here; the original is attached.]"
+    return (text + tail).strip()
+
+
+def _uploads(parsed: ParsedMessage, raw: bytes) -> tuple[list[Upload], list[str]]:
+    """The original message and its attachments as uploads, with the upload limits: what
+    is empty or too large is left out and noted, never a reason to fail the message."""
+    limit = settings.UPLOAD_MAX_BYTES
+    files = [("original-message.eml", raw)]
+    files += [(a.filename, a.content) for a in parsed.attachments]
+    uploads: list[Upload] = []
+    notes: list[str] = []
+    for name, content in files:
+        if not content:
+            notes.append(f"{name} was empty and is not attached.")
+        elif len(content) > limit:
+            size, most = len(content) // (1024 * 1024), limit // (1024 * 1024)
+            notes.append(f"{name} ({size} MB) is larger than the {most} MB limit and is not attached.")  # fmt: skip
+        else:
+            file = ContentFile(content, name=name.replace("/", "_") or "attachment")
+            uploads.append(cast("Upload", file))  # it offers what Upload asks; stubs differ
+    return uploads, notes
+
+
+def _ccs(parsed: ParsedMessage, sender: User) -> list[str]:
+    """The other people the sender wrote to: every To and Cc but us and the sender."""
+    ccs = []
+    for address in dict.fromkeys((*parsed.to, *parsed.cc)):
+        if address == sender.email.lower() or loop_guard.is_our_address(address):
+            continue
+        try:
+            validate_email(address)
+        except ValidationError:
+            continue
+        ccs.append(address)
+    return ccs[:MAX_CCS]

@@ -1,0 +1,197 @@
+"""The SMTP gateway: accepts mail for our mailboxes and answers 250 only once it is stored.
+
+It does nothing else: parsing, threading and replies happen in the MAIL_RECEIVED handler run
+that commits with the stored row, so a slow or failing processor never makes a sender wait
+or lose a message. Django's database calls are synchronous, so the lookups and the store run
+in a thread pool beside the asyncio loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from django.conf import settings
+from django.db import close_old_connections
+
+from supportdesk.intake.mailboxes import active_mailboxes, our_local_part
+from supportdesk.intake.models import InboundMessage, Mailbox
+from supportdesk.intake.store import StoreUnavailable, store_message
+
+logger = logging.getLogger(__name__)
+
+MAX_RECIPIENTS = 100
+# An admin's change to the mailboxes reaches a running gateway within this many seconds;
+# reading them for every RCPT cost more than storing the message (bench/README.md).
+MAILBOX_CACHE_SECONDS = 5.0
+STORE_THREADS = 4
+TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, try again later"
+DISK_FULL = "452 4.3.1 Insufficient system storage, try again later"
+NO_SUCH_MAILBOX = "550 5.1.1 No such mailbox"
+
+T = TypeVar("T")
+
+
+class GatewayHandler:
+    """aiosmtpd's handler: RCPT checks the mailbox, DATA stores the message once.
+
+    A message for several of our mailboxes is stored once, for the most urgent of them, with
+    every one of our recipients in its envelope: one 250 then means one complete store (a
+    half-stored copy set cannot happen), and the processor, which handles a Message-ID once,
+    would have collapsed per-mailbox copies anyway.
+    """
+
+    def __init__(self, executor: ThreadPoolExecutor) -> None:
+        self.executor = executor
+        self._mailboxes: weakref.WeakKeyDictionary[Envelope, list[Mailbox]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._directory: dict[str, Mailbox] = {}
+        self._directory_until = 0.0
+
+    async def find_mailbox(self, address: str) -> Mailbox | None:
+        """The active mailbox for a recipient, as mailboxes.find_mailbox, from a short cache."""
+        local_part = our_local_part(address)
+        if local_part is None:
+            return None
+        if time.monotonic() >= self._directory_until:
+            boxes = await self._in_thread(lambda: list(active_mailboxes()))
+            directory: dict[str, Mailbox] = {}
+            for box in boxes:  # ordered by id: the first of two that differ in case wins
+                directory.setdefault(box.local_part.lower(), box)
+            self._directory = directory
+            self._directory_until = time.monotonic() + MAILBOX_CACHE_SECONDS
+        return self._directory.get(local_part.lower())
+
+    async def _in_thread(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        def call() -> T:
+            close_old_connections()  # a connection the database dropped is replaced, not reused
+            try:
+                return function(*args, **kwargs)
+            finally:
+                close_old_connections()
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+
+    async def handle_RCPT(  # noqa: N802  (aiosmtpd's hook name)
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return "452 4.5.3 Too many recipients"
+        try:
+            mailbox = await self.find_mailbox(address)
+        except Exception:
+            logger.exception("Mailbox lookup failed for a recipient.")
+            return TEMPORARY_FAILURE
+        if mailbox is None:
+            return NO_SUCH_MAILBOX
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        self._mailboxes.setdefault(envelope, []).append(mailbox)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(  # noqa: N802  (aiosmtpd's hook name)
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        mailboxes = self._mailboxes.pop(envelope, [])
+        raw = envelope.original_content
+        if not mailboxes or raw is None:
+            return "503 5.5.1 No valid recipients"
+        mailbox = min(mailboxes, key=lambda box: box.priority.rank)  # first of the most urgent
+        try:
+            message: InboundMessage = await self._in_thread(
+                store_message,
+                bytes(raw),
+                source="smtp",
+                mailbox=mailbox,
+                envelope_from=str(envelope.mail_from or ""),
+                envelope_to=list(envelope.rcpt_tos),
+            )
+        except StoreUnavailable as error:
+            logger.warning("Refused a message for %s: %s", mailbox.address, error.message)
+            return DISK_FULL if error.disk_full else TEMPORARY_FAILURE
+        except Exception:  # never a 250 without a stored row, whatever went wrong
+            logger.exception("Refused a message for %s: storing it failed.", mailbox.address)
+            return TEMPORARY_FAILURE
+        logger.info(
+            "Stored message %s (%d bytes) for %s.", message.pk, message.size, mailbox.address
+        )
+        return f"250 2.0.0 Stored as {message.pk}"
+
+
+class _GatewaySMTP(SMTP):
+    """Lines up to the message size limit: RFC 5321 allows 1000 octets, but HTML mail from
+    badly written generators breaks it, and a refused mail is lost to the customer."""
+
+    def __init__(self, *args: Any, line_length_limit: int, **kwargs: Any) -> None:
+        self.line_length_limit = line_length_limit
+        super().__init__(*args, **kwargs)
+
+
+class _GatewayController(Controller):
+    def factory(self) -> SMTP:
+        return _GatewaySMTP(
+            self.handler, line_length_limit=max(1001, settings.MAIL_MAX_BYTES), **self.SMTP_kwargs
+        )
+
+
+class Gateway:
+    """The gateway on a loopback or public address, in a thread of this process."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.executor = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="smtpd-store")
+        self.controller = _GatewayController(
+            GatewayHandler(self.executor),
+            hostname=host,
+            port=port,
+            server_hostname=settings.MAIL_DOMAIN,
+            ident="supportdesk",
+            data_size_limit=settings.MAIL_MAX_BYTES,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+        )
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        """Stop listening, then let the stores in flight finish (their senders got no 250 and
+        will send again; the processor handles a Message-ID once)."""
+        self.controller.stop()
+        self.executor.shutdown(wait=True)
+
+
+def run(host: str, port: int) -> int:
+    """Serve until SIGINT or SIGTERM; exit status 0."""
+    stop = threading.Event()
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    gateway = Gateway(host, port)
+    gateway.start()
+    print(f"Mail gateway listening on {host}:{port} (Ctrl-C to stop).", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        gateway.stop()
+    return 0

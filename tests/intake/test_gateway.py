@@ -1,0 +1,273 @@
+"""The SMTP gateway, spoken to over TCP by smtplib: 250 only for a stored message, a 4xx
+whenever storing failed, 5xx for what will never be accepted."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import smtplib
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.core.files.storage import FileSystemStorage, default_storage
+from django.db import connection
+
+from supportdesk.events import registry
+from supportdesk.events.models import Event, EventKind, HandlerRun, RunState
+from supportdesk.intake.mailboxes import ensure_default_mailboxes
+from supportdesk.intake.models import InboundMessage
+from supportdesk.intake.smtpd import Gateway
+from tests.smtp_sink import HOST, free_port
+
+DOMAIN = "support.localhost"
+SYSOPS = f"sysops@{DOMAIN}"
+MESSAGE = (
+    b"From: Bob Customer <bob@acme.test>\r\n"
+    b"To: sysops@support.localhost\r\n"
+    b"Subject: Database down\r\n"
+    b"Message-ID: <down-1@acme.test>\r\n"
+    b"\r\n"
+    b"Since 10:02 the primary refuses connections.\r\n"
+)
+
+
+@pytest.fixture
+def probe_handler():
+    name = "probe_on_mail_received"
+    registry.register(EventKind.MAIL_RECEIVED, name=name)(lambda event: None)
+    yield name
+    registry.unregister(name)
+
+
+@pytest.fixture
+def start_gateway(transactional_db, settings):
+    """Start the gateway in this process on a free port; the lookups and stores run in its
+    threads, on their own database connections, as in `supportdesk smtpd`."""
+    settings.MAIL_DOMAIN = DOMAIN
+    ensure_default_mailboxes()  # a transactional test's flush removes the migration's rows
+    started: list[Gateway] = []
+
+    def start() -> Gateway:
+        gateway = Gateway(HOST, free_port())
+        gateway.start()
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.stop()
+
+
+@pytest.fixture
+def gateway(start_gateway):
+    return start_gateway()
+
+
+def send(
+    gateway: Gateway, raw: bytes, *, to=(SYSOPS,), sender="bob@acme.test", size=False
+) -> dict[str, tuple[int, bytes]]:
+    """One SMTP transaction; the reply to each step that was reached."""
+    replies: dict[str, tuple[int, bytes]] = {}
+    with smtplib.SMTP(gateway.host, gateway.port, timeout=30) as client:
+        client.ehlo()
+        options = [f"SIZE={len(raw)}"] if size else []
+        replies["mail"] = client.mail(sender, options)
+        if replies["mail"][0] != 250:
+            return replies
+        for address in to:
+            replies[f"rcpt {address}"] = client.rcpt(address)
+        if not any(code == 250 for key, (code, _) in replies.items() if key.startswith("rcpt")):
+            return replies
+        replies["data"] = client.data(raw)
+    return replies
+
+
+def stored_files() -> list[Path]:
+    root = Path(default_storage.path("mail/raw"))
+    return sorted(path for path in root.rglob("*") if path.is_file()) if root.exists() else []
+
+
+def test_mail_to_sysops_is_stored_before_the_250(gateway, probe_handler):
+    code, text = send(gateway, MESSAGE)["data"]
+    assert code == 250
+    assert text.startswith(b"2.0.0 Stored as ")
+    message = InboundMessage.objects.get(pk=int(text.rsplit(b" ", 1)[1]))
+    assert default_storage.open(message.raw).read() == MESSAGE
+    assert (message.mailbox.local_part, message.source) == ("sysops", "smtp")
+    assert message.envelope_from == "bob@acme.test"
+    assert message.envelope_to == [SYSOPS]
+    assert message.message_id == "<down-1@acme.test>"
+    event = Event.objects.get(kind=EventKind.MAIL_RECEIVED)
+    assert event.changes == {"message": [None, message.pk]}
+    assert HandlerRun.objects.get(event=event, handler=probe_handler).state == RunState.PENDING
+
+
+def test_an_unknown_mailbox_is_refused_and_nothing_is_stored(gateway):
+    replies = send(gateway, MESSAGE, to=[f"nobody@{DOMAIN}", "sysops@example.com"])
+    assert replies[f"rcpt nobody@{DOMAIN}"] == (550, b"5.1.1 No such mailbox")
+    assert replies["rcpt sysops@example.com"][0] == 550
+    assert "data" not in replies
+    assert not InboundMessage.objects.exists()
+    assert stored_files() == []
+
+
+def test_a_message_for_several_mailboxes_is_stored_once_for_the_most_urgent(gateway):
+    to = [f"Support@{DOMAIN.upper()}", f"nobody@{DOMAIN}", SYSOPS]
+    replies = send(gateway, MESSAGE, to=to)
+    assert replies[f"rcpt nobody@{DOMAIN}"][0] == 550
+    assert replies["data"][0] == 250
+    message = InboundMessage.objects.get()
+    assert message.mailbox.local_part == "sysops"
+    assert message.envelope_to == [to[0], SYSOPS]
+
+
+@pytest.mark.parametrize("announce_size", [True, False], ids=["SIZE given", "no SIZE"])
+def test_an_oversized_message_gets_552_and_nothing_is_stored(
+    start_gateway, settings, announce_size
+):
+    settings.MAIL_MAX_BYTES = 10_000
+    gateway = start_gateway()
+    big = MESSAGE + b"x" * 78 + b"\r\n"
+    big = big * (10_000 // len(big) + 1)
+    replies = send(gateway, big, size=announce_size)
+    step = "mail" if announce_size else "data"
+    assert replies[step][0] == 552
+    assert not InboundMessage.objects.exists()
+    assert stored_files() == []
+    # A message under the limit still goes through on the same gateway.
+    assert send(gateway, MESSAGE)["data"][0] == 250
+
+
+@pytest.mark.parametrize(
+    ("failure", "expected"),
+    [(errno.ENOSPC, (452, b"4.3.1")), (errno.EACCES, (451, b"4.3.0"))],
+    ids=["disk full", "unwritable"],
+)
+def test_a_storage_failure_answers_4xx_and_stores_nothing(gateway, monkeypatch, failure, expected):
+    original = FileSystemStorage._save
+
+    def save(self, name, content):
+        original(self, name, content)  # written, then the disk refuses (as a flush can)
+        raise OSError(failure, os.strerror(failure))
+
+    monkeypatch.setattr(FileSystemStorage, "_save", save)
+    code, text = send(gateway, MESSAGE)["data"]
+    assert (code, text[:5]) == expected
+    assert not InboundMessage.objects.exists()
+    assert not Event.objects.filter(kind=EventKind.MAIL_RECEIVED).exists()
+    assert stored_files() == []
+    monkeypatch.undo()  # the disk has room again: the sender's retry is stored
+    assert send(gateway, MESSAGE)["data"][0] == 250
+    assert InboundMessage.objects.count() == 1
+
+
+@contextlib.contextmanager
+def events_table_missing():
+    """A real database failure in the middle of the store's transaction: the message row is
+    inserted, then the event's insert fails."""
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {quote('events_event')} RENAME TO {quote('events_gone')}")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {quote('events_gone')} RENAME TO {quote('events_event')}")
+
+
+def test_a_database_failure_answers_451_and_leaves_no_row(gateway):
+    with events_table_missing():
+        code, text = send(gateway, MESSAGE)["data"]
+    assert (code, text[:5]) == (451, b"4.3.0")
+    assert not InboundMessage.objects.exists()
+    assert stored_files() == []  # removed: the row that would have needed it rolled back
+    assert send(gateway, MESSAGE)["data"][0] == 250  # the connection recovered
+
+
+def test_the_same_mail_delivered_twice_is_stored_twice(gateway):
+    # A sender that missed our 250 sends again; processing handles a Message-ID once.
+    assert send(gateway, MESSAGE)["data"][0] == 250
+    assert send(gateway, MESSAGE)["data"][0] == 250
+    assert InboundMessage.objects.filter(message_id="<down-1@acme.test>").count() == 2
+
+
+HOSTILE = {
+    "nul bytes": b"From: a\x00b@example.com\r\nSubject: x\x00y\r\n\r\nbody\x00\x00\r\n",
+    "8-bit garbage": bytes(range(1, 256)) * 4 + b"\r\n",
+    "no headers at all": b"just a body line, no header, no blank line\r\n",
+    "1 MB header line": b"Subject: " + b"A" * (1024 * 1024) + b"\r\n\r\nbody\r\n",
+}
+
+
+@pytest.mark.parametrize("raw", HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_input_is_stored_as_it_came(gateway, raw):
+    code, _text = send(gateway, raw)["data"]
+    assert code == 250
+    message = InboundMessage.objects.get()
+    assert default_storage.open(message.raw).read() == raw
+    assert "\x00" not in message.subject + message.from_address
+
+
+# ---------------------------------------------------------------- the command
+
+
+def test_supportdesk_smtpd_after_migrate_stores_mail_and_stops_on_sigterm_with_exit_0(tmp_path):
+    home = tmp_path / "home"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("SUPPORTDESK_") and key not in {"DATABASE_URL"}
+    }
+    env.update(SUPPORTDESK_HOME=str(home), DJANGO_SETTINGS_MODULE="supportdesk.settings")
+    env["SUPPORTDESK_MAIL_DOMAIN"] = DOMAIN
+    migrate = subprocess.run(
+        [sys.executable, "-m", "supportdesk", "migrate"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert migrate.returncode == 0, migrate.stderr
+    port = free_port()
+    smtpd = subprocess.Popen(
+        [sys.executable, "-m", "supportdesk", "smtpd", "--port", str(port)],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client = smtplib.SMTP(HOST, port, timeout=30)
+                break
+            except OSError:
+                assert smtpd.poll() is None, smtpd.stdout.read()
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        with client:
+            client.sendmail("bob@acme.test", [SYSOPS], MESSAGE)
+        smtpd.send_signal(signal.SIGTERM)
+        assert smtpd.wait(timeout=10) == 0
+    finally:
+        if smtpd.poll() is None:
+            smtpd.kill()
+            smtpd.wait()
+    with sqlite3.connect(home / "supportdesk.sqlite3") as database:
+        mailboxes = database.execute(
+            "SELECT b.local_part, t.key, p.key FROM intake_mailbox b"
+            " JOIN tickets_tickettype t ON t.id = b.ticket_type_id"
+            " JOIN tickets_priority p ON p.id = b.priority_id WHERE b.is_active"
+        ).fetchall()
+        [(raw, box)] = database.execute(
+            "SELECT m.raw, b.local_part FROM intake_inboundmessage m"
+            " JOIN intake_mailbox b ON b.id = m.mailbox_id"
+        ).fetchall()
+    assert sorted(mailboxes) == [  # made by the data migration
+        ("hosting", "incident", "normal"),
+        ("support", "question", "normal"),
+        ("sysops", "incident", "urgent"),
+    ]
+    assert box == "sysops"
+    assert (home / "files" / raw).read_bytes() == MESSAGE
