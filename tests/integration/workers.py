@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from django.db import connection
 
@@ -80,3 +83,108 @@ def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> N
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# ---------------------------------------------------------------- mail in
+
+
+class IntakeProcess:
+    """`supportdesk smtpd ...` or `supportdesk worker` in its own process group, against the
+    test database, as Worker; `mail_root` tells where the gateway keeps raw messages, which
+    the worker must read, so a gateway and its worker share one SUPPORTDESK_HOME.
+
+    CRASH_STORE_BLOCK_AFTER=N (gateway): after the Nth message is stored and committed, its
+    database id is written to CRASH_MARKER and the store never returns: that sender gets no
+    250 for a message we kept. CRASH_PROCESS_BLOCK_AFTER=N (worker): after the Nth stored
+    message is processed and committed, the handler stops dead before its run is marked
+    done: the run is taken over when its lease ends. A SIGKILL is meant to follow either.
+    """
+
+    def __init__(self, home: Path, command: list[str], *, env: dict[str, str]) -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        environment = {
+            k: v for k, v in os.environ.items() if not k.startswith(("SUPPORTDESK_", "CRASH_"))
+        }
+        environment.update(
+            DJANGO_SETTINGS_MODULE="supportdesk.settings",
+            DATABASE_URL=database_url(),
+            SUPPORTDESK_HOME=str(home),
+            SUPPORTDESK_SECRET_KEY="tests-only-secret-key-for-the-worker-processes",
+            PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "src")]),
+            **env,
+        )
+        self.log = home / f"{command[0]}-{time.monotonic_ns()}.log"
+        code = (
+            "import sys; from tests.integration.workers import intake_main; sys.exit(intake_main())"
+        )
+        with self.log.open("wb") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", code, *command],
+                env=environment,
+                cwd=ROOT,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL the process group: no reply is sent, no transaction commits."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
+
+
+def intake_main() -> int:
+    """The entry point of IntakeProcess: `supportdesk <argv>` with the crash hooks set."""
+    import django
+
+    django.setup()
+    marker = Path(os.environ.get("CRASH_MARKER", "crash-marker"))
+    if store_after := int(os.environ.get("CRASH_STORE_BLOCK_AFTER", "0")):
+        from supportdesk.intake import smtpd
+
+        smtpd.store_message = _dead_after(smtpd.store_message, store_after, marker)  # type: ignore[assignment]
+    if process_after := int(os.environ.get("CRASH_PROCESS_BLOCK_AFTER", "0")):
+        from supportdesk.intake import handlers
+
+        handlers.process_message = _dead_after(  # type: ignore[assignment]
+            handlers.process_message, process_after, marker
+        )
+    from supportdesk.cli import main as supportdesk
+
+    return supportdesk(sys.argv[1:])
+
+
+def _dead_after(function: Callable[..., Any], count: int, marker: Path) -> Callable[..., Any]:
+    calls = 0
+    lock = threading.Lock()
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        result = function(*args, **kwargs)
+        with lock:
+            calls += 1
+            last = calls == count
+        if last:
+            marker.write_text(str(result.pk))
+            while True:  # committed, and the caller never hears of it
+                time.sleep(60)
+        return result
+
+    return wrapper
