@@ -21,6 +21,7 @@ from django.utils.http import urlsafe_base64_encode
 from supportdesk.accounts.models import ApiToken
 from supportdesk.accounts.services import create_token
 from supportdesk.events.models import Via
+from supportdesk.intake.models import InboundMessage, MessageState
 from supportdesk.tickets import services
 from supportdesk.tickets.models import Ticket
 from tests.factories import PASSWORD, make_ticket
@@ -54,6 +55,20 @@ def all_patterns() -> list[tuple[str, str]]:
 
 def _uid(world: World) -> str:
     return urlsafe_base64_encode(force_bytes(world.ticket.requester_id))
+
+
+def _held_message(world: World) -> int:
+    """Mail held from an unknown sender at bob's organization, quoting his ticket."""
+    message = InboundMessage.objects.create(
+        source="smtp",
+        raw="mail/raw/none.eml",
+        size=1,
+        sha256="0" * 64,
+        from_address="stranger@acme.test",
+        subject=f"Re: [#{world.ticket.number}] {SECRET}",
+        state=MessageState.HELD,
+    )
+    return message.pk
 
 
 # How carol tries each page: a list of (method, url, data) built from bob's world.
@@ -129,6 +144,14 @@ TRIES: dict[str, Callable[[World], list[Attempt]]] = {
         ("get", reverse("agent_queue", args=[queue]), {})
         for queue in ("unassigned", "mine", "urgent", "open", "all")
     ],
+    "mail_messages": lambda w: [
+        ("get", reverse("mail_messages"), {"state": state})
+        for state in ("held", "quarantined", "rejected")
+    ],
+    "mail_action": lambda w: [
+        ("post", reverse("mail_action", args=[_held_message(w), action]), {})
+        for action in ("accept", "reject", "reprocess", "delete")
+    ],
 }
 # Pages that show a ticket or act on one: carol must get 404, as for a number that does not
 # exist, never 403 (which would confirm that the ticket exists).
@@ -141,6 +164,8 @@ MUST_404 = {
     "ticket_attachment",
     "agent_queue",
     "profile_token_revoke",
+    "mail_messages",
+    "mail_action",
 }
 PUBLIC = {
     "login",

@@ -31,6 +31,20 @@ DIRECTORY_TESTS = (
     "test_a_read_only_token_reads_the_directory_and_writes_nothing",
     "test_expired_revoked_and_deactivated_tokens_get_401_on_the_directory",
 )
+MAIL_OPERATIONS = (
+    "list_mail_messages",
+    "get_mail_message",
+    "download_mail_message",
+    "accept_mail_message",
+    "reject_mail_message",
+    "reprocess_mail_message",
+    "delete_mail_message",
+)
+MAIL_TESTS = (
+    "test_customers_get_404_on_every_mail_operation",
+    "test_anonymous_gets_401_on_every_mail_operation",
+    "test_wrong_states_get_a_clear_4xx_and_change_nothing",
+)
 
 # Each operation of the spec, with the tests that call it as every persona and as another
 # organization. A new operation fails the test below until it is added here with its tests.
@@ -57,6 +71,7 @@ COVERED_BY = {
         "test_an_agent_lists_and_downloads_a_customers_files",
     ],
     **dict.fromkeys(DIRECTORY_OPERATIONS, DIRECTORY_TESTS),
+    **dict.fromkeys(MAIL_OPERATIONS, MAIL_TESTS),
 }
 
 

@@ -10,7 +10,7 @@ from ninja import NinjaAPI, Router
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.openapi.schema import OpenAPISchema
 
-from supportdesk.api import attachments, directory, responses, tickets
+from supportdesk.api import attachments, directory, mail, responses, tickets
 from supportdesk.api.auth import BearerToken
 from supportdesk.api.parsing import StrictJsonParser
 from supportdesk.api.problems import Problem, field_error, problem_response
@@ -46,6 +46,7 @@ api.add_router("", tickets.router)
 api.add_router("", responses.router)
 api.add_router("", attachments.router)
 api.add_router("", directory.router)
+api.add_router("", mail.router)
 
 # Last, so that it only answers what no route above matched: in no operation list.
 unknown = Router(auth=None)

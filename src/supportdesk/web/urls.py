@@ -2,7 +2,16 @@
 
 from django.urls import path
 
-from supportdesk.web.views import agent, auth, health, panel, profile, ticket_forms, tickets
+from supportdesk.web.views import (
+    agent,
+    auth,
+    health,
+    mail,
+    panel,
+    profile,
+    ticket_forms,
+    tickets,
+)
 
 urlpatterns = [
     path("", auth.home, name="home"),
@@ -36,5 +45,7 @@ urlpatterns = [
         tickets.download_attachment,
         name="ticket_attachment",
     ),
+    path("agent/mail/", mail.mail_messages, name="mail_messages"),
+    path("agent/mail/<int:message_id>/<str:action>/", mail.mail_action, name="mail_action"),
     path("agent/<str:queue>/", agent.agent_queue, name="agent_queue"),
 ]
