@@ -14,7 +14,7 @@ PORT ?= 8000
 PG_TESTS := $(wildcard tests/tickets tests/accounts tests/events tests/web tests/api tests/test_isolation.py tests/test_database.py tests/test_rows.py tests/test_sqlite_writers.py tests/integration/test_workers.py tests/notify tests/intake)
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install dev run test lint typecheck bench bench-api bench-outbox clean FORCE
+.PHONY: help install dev run test lint typecheck bench bench-api bench-outbox bench-intake clean FORCE
 
 help:
 	@echo "make run        install, then start supportdesk with demo data on http://$(HOST):$(PORT)/"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench      the page benchmark (bench/run)"
 	@echo "make bench-api  the API benchmark (bench/run-api; needs the database bench/run seeds)"
 	@echo "make bench-outbox  the outbox benchmark: commit -> mail accepted, no-op runs/s (bench/run-outbox)"
+	@echo "make bench-intake  the mail-in benchmark: SMTP gateway mails/s, mail -> ticket -> ack (bench/run-intake)"
 	@echo "make clean      remove $(VENV), caches and build output (never ./var, which holds data)"
 
 # Checked on every run: a virtualenv made by a Python older than 3.12, or one whose Python
@@ -83,6 +84,9 @@ bench-api: install
 # Its SMTP sink is aiosmtpd, one of the test tools.
 bench-outbox: dev
 	bench/run-outbox
+
+bench-intake: dev
+	bench/run-intake
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache \
