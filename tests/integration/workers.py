@@ -34,8 +34,11 @@ def database_url() -> str:
     )
 
 
-class Worker:
-    def __init__(self, home: Path, *, env: dict[str, str]) -> None:
+class _Process:
+    """A supportdesk process against the test database, in its own process group, its
+    output in a log file under `home`."""
+
+    def __init__(self, home: Path, argv: list[str], *, name: str, env: dict[str, str]) -> None:
         home.mkdir(parents=True, exist_ok=True)
         environment = {
             k: v for k, v in os.environ.items() if not k.startswith(("SUPPORTDESK_", "CRASH_"))
@@ -48,10 +51,10 @@ class Worker:
             PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "src")]),
             **env,
         )
-        self.log = home / f"worker-{time.monotonic_ns()}.log"
+        self.log = home / f"{name}-{time.monotonic_ns()}.log"
         with self.log.open("wb") as output:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "tests.integration.worker_main"],
+                [sys.executable, *argv],
                 env=environment,
                 cwd=ROOT,
                 stdout=output,
@@ -60,7 +63,8 @@ class Worker:
             )
 
     def kill(self) -> None:
-        """SIGKILL: no handler runs, no transaction commits, no lease is given back."""
+        """SIGKILL the process group: no handler finishes, no transaction commits, no reply
+        is sent, no lease is given back."""
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
 
@@ -74,6 +78,11 @@ class Worker:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
+
+
+class Worker(_Process):
+    def __init__(self, home: Path, *, env: dict[str, str]) -> None:
+        super().__init__(home, ["-m", "tests.integration.worker_main"], name="worker", env=env)
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
@@ -88,7 +97,7 @@ def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> N
 # ---------------------------------------------------------------- mail in
 
 
-class IntakeProcess:
+class IntakeProcess(_Process):
     """`supportdesk smtpd ...` or `supportdesk worker` in its own process group, against the
     test database, as Worker; `mail_root` tells where the gateway keeps raw messages, which
     the worker must read, so a gateway and its worker share one SUPPORTDESK_HOME.
@@ -101,47 +110,10 @@ class IntakeProcess:
     """
 
     def __init__(self, home: Path, command: list[str], *, env: dict[str, str]) -> None:
-        home.mkdir(parents=True, exist_ok=True)
-        environment = {
-            k: v for k, v in os.environ.items() if not k.startswith(("SUPPORTDESK_", "CRASH_"))
-        }
-        environment.update(
-            DJANGO_SETTINGS_MODULE="supportdesk.settings",
-            DATABASE_URL=database_url(),
-            SUPPORTDESK_HOME=str(home),
-            SUPPORTDESK_SECRET_KEY="tests-only-secret-key-for-the-worker-processes",
-            PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "src")]),
-            **env,
-        )
-        self.log = home / f"{command[0]}-{time.monotonic_ns()}.log"
         code = (
             "import sys; from tests.integration.workers import intake_main; sys.exit(intake_main())"
         )
-        with self.log.open("wb") as output:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", code, *command],
-                env=environment,
-                cwd=ROOT,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def kill(self) -> None:
-        """SIGKILL the process group: no reply is sent, no transaction commits."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
+        super().__init__(home, ["-c", code, *command], name=command[0], env=env)
 
 
 def port_open(host: str, port: int) -> bool:
