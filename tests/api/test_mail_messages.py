@@ -6,16 +6,12 @@ import pytest
 
 from supportdesk.intake.models import InboundMessage, MessageState
 from supportdesk.tickets.models import Ticket
-from tests.intake.mail import deliver, plain
+from tests.intake.mail import deliver, held_message, plain, quarantined_message
 
 
 @pytest.fixture
 def held(acme):
-    acme.mail_domains = "example.org"
-    acme.save()
-    message = deliver(plain(sender="new@example.org", subject="Who am I"))
-    assert message.state == MessageState.HELD
-    return message
+    return held_message(acme)
 
 
 @pytest.fixture
@@ -27,14 +23,7 @@ def processed(bob):
 
 @pytest.fixture
 def quarantined(bob):
-    """A message that failed: stored, then marked as processing marks a failure."""
-    message = deliver(plain(sender=bob.email, subject="Try me again"))
-    Ticket.objects.filter(pk=message.ticket_id).delete()
-    InboundMessage.objects.filter(pk=message.pk).update(
-        state=MessageState.QUARANTINED, error="Parser exploded", ticket=None, response=None
-    )
-    message.refresh_from_db()
-    return message
+    return quarantined_message(bob)
 
 
 def test_an_agent_lists_messages_by_state_with_their_fields(as_alice, held, processed):

@@ -35,7 +35,7 @@ from supportdesk.tickets import services
 from supportdesk.tickets.models import Status
 from supportdesk.wsgi import application
 from tests.factories import make_ticket
-from tests.intake.mail import deliver, plain
+from tests.intake.mail import held_message, quarantined_message
 
 CHECKS = [
     not_a_server_error,
@@ -69,16 +69,11 @@ def _real_mail(organization, requester):
     """A message in the state each mail operation acts on: held ones (an unknown sender at
     the organization's domain) to accept and reject, a quarantined one to reprocess, and a
     rejected one to delete."""
-    organization.mail_domains = "example.org"
-    organization.save()
 
     def held(subject):
-        return deliver(plain(sender=f"{subject.lower()}@example.org", subject=subject)).pk
+        return held_message(organization, sender=f"{subject.lower()}@example.org").pk
 
-    quarantined = deliver(plain(sender=requester.email, subject="Quarantined"))
-    InboundMessage.objects.filter(pk=quarantined.pk).update(
-        state=MessageState.QUARANTINED, error="Test failure", ticket=None, response=None
-    )
+    quarantined = quarantined_message(requester, subject="Quarantined", error="Test failure")
     rejected = held("Rejected")
     InboundMessage.objects.filter(pk=rejected).update(state=MessageState.REJECTED)
     return {

@@ -16,8 +16,8 @@ from django.db import transaction
 from supportdesk.events.models import EventKind, HandlerRun, Via
 from supportdesk.events.record import record
 from supportdesk.events.tasks import execute
-from supportdesk.intake.models import InboundMessage, Mailbox
-from supportdesk.tickets.models import Priority, TicketType
+from supportdesk.intake.models import InboundMessage, Mailbox, MessageState
+from supportdesk.tickets.models import Priority, Ticket, TicketType
 
 CORPUS = Path(__file__).parent / "corpus"
 HANDLER = "process_on_mail_received"
@@ -92,3 +92,24 @@ def run_processing(message: InboundMessage) -> InboundMessage:
 
 def deliver(raw: bytes, *, to: str = "support") -> InboundMessage:
     return run_processing(store(raw, to=to))
+
+
+def held_message(organization, *, sender: str = "new@example.org", subject: str = "Who am I"):
+    """An unknown sender at the organization's mail domain: held for an agent."""
+    organization.mail_domains = sender.rpartition("@")[2]
+    organization.save()
+    message = deliver(plain(sender=sender, subject=subject))
+    assert message.state == MessageState.HELD
+    return message
+
+
+def quarantined_message(sender, *, subject: str = "Try me again", error: str = "Parser exploded"):
+    """A good mail marked as processing marks a failure, its ticket gone: reprocessing it
+    then succeeds."""
+    message = deliver(plain(sender=sender.email, subject=subject))
+    Ticket.objects.filter(pk=message.ticket_id).delete()
+    InboundMessage.objects.filter(pk=message.pk).update(
+        state=MessageState.QUARANTINED, error=error, ticket=None, response=None
+    )
+    message.refresh_from_db()
+    return message

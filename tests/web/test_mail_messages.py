@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from supportdesk.intake.models import InboundMessage, MessageState
 from supportdesk.tickets.models import Ticket
-from tests.intake.mail import deliver, plain
+from tests.intake.mail import deliver, held_message, plain, quarantined_message
 from tests.web.pages import logged_in
 
 PAGE = "/agent/mail/"
@@ -19,22 +19,12 @@ PAGE = "/agent/mail/"
 
 @pytest.fixture
 def held(acme):
-    acme.mail_domains = "example.org"
-    acme.save()
-    message = deliver(plain(sender="new@example.org", subject="Who am I"))
-    assert message.state == MessageState.HELD
-    return message
+    return held_message(acme)
 
 
 @pytest.fixture
 def quarantined(bob):
-    message = deliver(plain(sender=bob.email, subject="Try me again"))
-    Ticket.objects.filter(pk=message.ticket_id).delete()
-    InboundMessage.objects.filter(pk=message.pk).update(
-        state=MessageState.QUARANTINED, error="Parser exploded", ticket=None, response=None
-    )
-    message.refresh_from_db()
-    return message
+    return quarantined_message(bob)
 
 
 def _follow(client, url, **data):

@@ -10,38 +10,17 @@ from __future__ import annotations
 from supportdesk.events import registry
 from supportdesk.events.models import Event, EventKind
 from supportdesk.notify.deliveries import deliver
+from supportdesk.notify.recipients import MAILED_KINDS
 
 
-@registry.register(EventKind.CREATED, name="mail_on_created")
-def mail_on_created(event: Event) -> None:
-    deliver(event, handler="mail_on_created")
+def _mail_on(kind: EventKind) -> registry.Handler:
+    name = f"mail_on_{kind.value}"
+
+    def handle(event: Event) -> None:
+        deliver(event, handler=name)
+
+    handle.__name__ = handle.__qualname__ = name
+    return registry.register(kind, name=name)(handle)
 
 
-@registry.register(EventKind.RESPONSE_ADDED, name="mail_on_response_added")
-def mail_on_response_added(event: Event) -> None:
-    deliver(event, handler="mail_on_response_added")
-
-
-@registry.register(EventKind.UPDATED, name="mail_on_updated")
-def mail_on_updated(event: Event) -> None:
-    deliver(event, handler="mail_on_updated")
-
-
-@registry.register(EventKind.STATUS_CHANGED, name="mail_on_status_changed")
-def mail_on_status_changed(event: Event) -> None:
-    deliver(event, handler="mail_on_status_changed")
-
-
-@registry.register(EventKind.REOPENED, name="mail_on_reopened")
-def mail_on_reopened(event: Event) -> None:
-    deliver(event, handler="mail_on_reopened")
-
-
-@registry.register(EventKind.ASSIGNED, name="mail_on_assigned")
-def mail_on_assigned(event: Event) -> None:
-    deliver(event, handler="mail_on_assigned")
-
-
-@registry.register(EventKind.ATTACHMENT_ADDED, name="mail_on_attachment_added")
-def mail_on_attachment_added(event: Event) -> None:
-    deliver(event, handler="mail_on_attachment_added")
+HANDLERS = {kind: _mail_on(kind) for kind in MAILED_KINDS}
