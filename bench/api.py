@@ -86,6 +86,12 @@ def parse_args() -> argparse.Namespace:
         " workers mailing each acknowledgement on the same CPUs (default web)",
     )
     parser.add_argument(
+        "--workers", type=int, default=None, help="web server processes (default: the server's)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="threads per process (default: the server's)"
+    )
+    parser.add_argument(
         "--depth", type=int, default=100, help="the deep list page's number (default 100)"
     )
     return parser.parse_args()
@@ -450,6 +456,9 @@ def run(args: argparse.Namespace, source: Path, home: Path, clients: list[int]) 
 
     log = (home / "server.log").open("wb")
     command = [*bench.supportdesk_command(), args.server, "--port", str(port)]
+    for option in ("workers", "threads"):
+        if getattr(args, option) is not None:
+            command += [f"--{option}", str(getattr(args, option))]
     print(f"bench: starting `supportdesk {' '.join(command[1:])}` with the rate limit off")
     server = subprocess.Popen(
         command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

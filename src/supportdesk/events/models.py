@@ -52,6 +52,7 @@ class Event(models.Model):
         on_delete=models.CASCADE,
         related_name="events",
         help_text="Empty for an account's event, such as a password reset.",
+        db_index=False,  # the (ticket, version) index below serves it
     )
     kind = models.CharField(max_length=32, choices=EventKind.choices)
     actor = models.ForeignKey(
