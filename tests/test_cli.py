@@ -374,3 +374,15 @@ def test_createuser_refuses_malformed_and_oversized_input_and_creates_nothing(ho
     assert "Traceback" not in result.stderr
     assert rows(home, "SELECT COUNT(*) FROM accounts_user") == [(len(AGENTS),)]
     assert rows(home, "SELECT COUNT(*) FROM accounts_organization") == [(0,)]
+
+
+@pytest.mark.parametrize(("cpus", "processes"), [(None, 2), (1, 2), (2, 4), (3, 6), (16, 8)])
+def test_web_servers_default_to_two_processes_per_cpu_with_two_threads(
+    monkeypatch, cpus, processes
+):
+    from supportdesk import cli
+
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: cpus)
+    for command in ("serve", "web"):
+        args = cli.build_parser().parse_args([command])
+        assert (args.workers, args.threads) == (processes, 2)

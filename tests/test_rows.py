@@ -98,3 +98,44 @@ def test_a_token_loads_its_user_and_organization_in_one_query(bob):
     token.expires_at = timezone.now() - timedelta(seconds=1)
     ApiToken.objects.filter(pk=token.pk).update(expires_at=token.expires_at)
     assert authenticate_token(secret) is None  # the converted time compares with now
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fetch_one_turns_driver_errors_into_djangos(bob):
+    from django.db import IntegrityError
+
+    duplicate = 'INSERT INTO accounts_user ("email") VALUES (%s)'
+    with pytest.raises(IntegrityError):  # Django's, which the services catch
+        rows.fetch_one(duplicate, [bob.email])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fetch_one_refuses_to_run_in_a_broken_transaction():
+    from django.db import DatabaseError, transaction
+    from django.db.transaction import TransactionManagementError
+
+    with transaction.atomic():
+        try:
+            with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+                cursor.execute("SELECT * FROM no_such_table")
+        except DatabaseError:
+            pass  # the transaction must now be rolled back, and Django knows it
+        with pytest.raises(TransactionManagementError):
+            rows.fetch_one("SELECT %s", [1])
+
+
+@pytest.mark.django_db
+def test_fetch_one_is_seen_by_query_logging_and_execute_wrappers():
+    with CaptureQueriesContext(connection) as captured:
+        assert rows.fetch_one("SELECT %s, '100%%'", [7]) == (7, "100%")
+    assert [q["sql"] for q in captured.captured_queries] == ["SELECT 7, '100%'"]
+    seen = []
+
+    def wrapper(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        assert rows.fetch_one("SELECT %s", [8]) == (8,)
+    assert seen == ["SELECT %s"]
+    assert rows.fetch_one("SELECT %s, '100%%'", [9]) == (9, "100%")  # the driver's own path

@@ -529,6 +529,14 @@ def _port(value: str) -> int:
     return number
 
 
+def default_web_processes() -> int:
+    """Two processes per CPU, each with two threads (docs/decisions.md, "HTTP server"): on
+    SQLite one transaction writes at a time, and a writer that shares its process's GIL with
+    busy threads holds the write lock longer; more processes with fewer threads measured
+    faster for API writes (bench/README.md, "API") and no slower for pages."""
+    return min(max(2 * (os.cpu_count() or 1), 2), 8)
+
+
 def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
@@ -539,13 +547,13 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=_positive_int,
-        default=2,
-        help="web server processes (default: %(default)s)",
+        default=default_web_processes(),
+        help="web server processes (default: 2 per CPU, at least 2, at most 8: %(default)s)",
     )
     parser.add_argument(
         "--threads",
         type=_positive_int,
-        default=4,
+        default=2,
         help="threads per web server process (default: %(default)s)",
     )
 
