@@ -153,3 +153,53 @@ def test_anonymous_is_sent_to_login(client, held):
     assert "login" in client.post(f"/agent/mail/{held.pk}/reject/")["Location"]
     held.refresh_from_db()
     assert held.state == MessageState.HELD
+
+
+@pytest.fixture
+def stranger(db):
+    """Held mail from a domain no organization names: the agent must say whose it is."""
+    message = deliver(plain(sender="Someone@Nowhere.Example", subject="Whose am I"))
+    assert message.state == MessageState.HELD
+    return message
+
+
+def test_held_mail_offers_every_organization_by_name(as_alice, held, acme, globex):
+    globex.name = "<b>Globex</b>"
+    globex.save()
+    html = as_alice.get(PAGE).content.decode()
+    datalist = re.search(r'<datalist id="organization-names">(.*?)</datalist>', html, re.S)
+    assert datalist is not None
+    assert re.findall(r'<option value="([^"]*)">', datalist.group(1)) == [
+        "&lt;b&gt;Globex&lt;/b&gt;",
+        acme.name,
+    ]  # by name, escaped
+    assert 'list="organization-names"' in html
+    assert f'<label for="organization-{held.pk}"' in html
+    assert "organization-names" not in as_alice.get(PAGE, {"state": "rejected"}).content.decode()
+
+
+def test_accepting_mail_from_an_unknown_domain_needs_an_organization(as_alice, stranger):
+    page = _follow(as_alice, f"/agent/mail/{stranger.pk}/accept/")
+    assert "Choose the organization someone@nowhere.example belongs to." in page.content.decode()
+    stranger.refresh_from_db()
+    assert stranger.state == MessageState.HELD
+
+
+def test_an_organization_that_does_not_exist_is_refused(as_alice, stranger):
+    page = _follow(as_alice, f"/agent/mail/{stranger.pk}/accept/", organization="Initech")
+    assert "There is no organization named Initech." in page.content.decode()
+    stranger.refresh_from_db()
+    assert stranger.state == MessageState.HELD
+    assert not Ticket.objects.exists()
+
+
+def test_the_named_organization_gets_the_sender_and_the_ticket(as_alice, stranger, acme, globex):
+    page = _follow(
+        as_alice, f"/agent/mail/{stranger.pk}/accept/", organization=f"  {globex.name.upper()} "
+    )
+    stranger.refresh_from_db()
+    assert stranger.state == MessageState.PROCESSED
+    assert f"#{stranger.ticket.number}" in page.content.decode()
+    assert stranger.ticket.organization == globex
+    assert stranger.ticket.requester.email == "someone@nowhere.example"
+    assert stranger.ticket.requester.organization == globex
