@@ -271,3 +271,23 @@ def test_supportdesk_smtpd_after_migrate_stores_mail_and_stops_on_sigterm_with_e
     ]
     assert box == "sysops"
     assert (home / "files" / raw).read_bytes() == MESSAGE
+
+
+def test_stopping_closes_the_database_connection_of_every_store_thread(
+    transactional_db, monkeypatch
+):
+    """Connections belong to their threads; a session left open outlives the gateway."""
+    import threading
+
+    from supportdesk.intake import smtpd
+
+    gateway = Gateway(HOST, free_port())
+    gateway.start()
+    closed_in: list[int] = []
+    monkeypatch.setattr(
+        smtpd.connections, "close_all", lambda: closed_in.append(threading.get_ident())
+    )
+    gateway.stop()
+    assert len(closed_in) == smtpd.STORE_THREADS
+    assert len(set(closed_in)) == smtpd.STORE_THREADS  # each thread once
+    assert threading.get_ident() not in closed_in

@@ -9,6 +9,7 @@ in a thread pool beside the asyncio loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import threading
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from supportdesk.intake.mailboxes import active_mailboxes, our_local_part
 from supportdesk.intake.models import InboundMessage, Mailbox
@@ -174,7 +175,25 @@ class Gateway:
         """Stop listening, then let the stores in flight finish (their senders got no 250 and
         will send again; the processor handles a Message-ID once)."""
         self.controller.stop()
+        _close_connections_of(self.executor)
         self.executor.shutdown(wait=True)
+
+
+def _close_connections_of(executor: ThreadPoolExecutor) -> None:
+    """Close the database connection each store thread holds. Connections belong to their
+    thread, and a pool cannot address its threads: one task per thread, held at a barrier
+    until all are running, makes every thread run exactly one. Without it the sessions
+    outlive a gateway stopped inside a longer-lived process (PostgreSQL keeps counting
+    them until that process exits)."""
+    barrier = threading.Barrier(STORE_THREADS)
+
+    def close() -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=5)
+        connections.close_all()
+
+    for done in [executor.submit(close) for _ in range(STORE_THREADS)]:
+        done.result()
 
 
 def run(host: str, port: int) -> int:
