@@ -63,6 +63,18 @@ def parse_args() -> argparse.Namespace:
         default=None,
         help="`supportdesk serve` (the default), plain gunicorn, or granian (pip install granian) to compare",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="web server processes (default: serve's; 2 for the others)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads per process (default: serve's; 4 for the others)",
+    )
     return parser.parse_args()
 
 
@@ -154,6 +166,9 @@ def start_server(args: argparse.Namespace, home: Path, port: int) -> subprocess.
     log = (home / "server.log").open("wb")
     if args.server == "serve":
         command = [*supportdesk_command(), "serve", "--port", str(port)]
+        for option in ("workers", "threads"):
+            if getattr(args, option) is not None:
+                command += [f"--{option}", str(getattr(args, option))]
     else:
         subprocess.run(
             [*manage_command(), "collectstatic", "--noinput", "-v0"],
@@ -169,9 +184,9 @@ def start_server(args: argparse.Namespace, home: Path, port: int) -> subprocess.
                 "--worker-class",
                 "gthread",
                 "--workers",
-                "2",
+                str(args.workers or 2),
                 "--threads",
-                "4",
+                str(args.threads or 4),
             ]
             if args.server == "gunicorn"
             else [
@@ -183,9 +198,9 @@ def start_server(args: argparse.Namespace, home: Path, port: int) -> subprocess.
                 "--port",
                 str(port),
                 "--workers",
-                "2",
+                str(args.workers or 2),
                 "--blocking-threads",
-                "4",
+                str(args.threads or 4),
                 "supportdesk.wsgi:application",
             ]
         )
