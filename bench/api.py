@@ -20,7 +20,6 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -144,9 +143,6 @@ def copy_home(source: Path, home: Path) -> None:
     database = source / "supportdesk.sqlite3"
     if not database.exists():
         raise SystemExit(f"bench: {database} does not exist; seed it first with bench/run")
-    if home.exists() and any(home.iterdir()):
-        raise SystemExit(f"bench: {home} is not empty; choose a new directory")
-    home.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     src = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
     dst = sqlite3.connect(home / "supportdesk.sqlite3")
@@ -430,15 +426,8 @@ def main() -> int:
     args = parse_args()
     clients = [int(n) for n in args.clients.split(",") if n.strip()]
     source = args.source.resolve()
-    scratch = args.home is None
-    home = (
-        Path(tempfile.mkdtemp(prefix="supportdesk-bench-api-")) if scratch else args.home.resolve()
-    )
-    try:
+    with bench.scratch_home("api", args.home) as home:
         return run(args, source, home, clients)
-    finally:
-        if scratch:
-            shutil.rmtree(home, ignore_errors=True)
 
 
 def run(args: argparse.Namespace, source: Path, home: Path, clients: list[int]) -> int:

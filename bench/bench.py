@@ -7,6 +7,7 @@ bench/README.md for what is measured and the figures of the last full run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -15,7 +16,9 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +28,24 @@ import seed
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_HOME = ROOT / "bench" / "var"
 TARGET_P95_MS = 50.0
+
+
+@contextlib.contextmanager
+def scratch_home(name: str, home: Path | None) -> Iterator[Path]:
+    """The data directory a benchmark writes: `home` when given (it must be new or empty, and
+    is kept), else a temporary one, removed after."""
+    if home is None:
+        path = Path(tempfile.mkdtemp(prefix=f"supportdesk-bench-{name}-"))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+        return
+    path = home.resolve()
+    if path.exists() and any(path.iterdir()):
+        raise SystemExit(f"bench: {path} is not empty; choose a new directory")
+    path.mkdir(parents=True, exist_ok=True)
+    yield path
 
 
 def parse_args() -> argparse.Namespace:

@@ -21,14 +21,12 @@ import contextlib
 import json
 import os
 import platform
-import shutil
 import signal
 import smtplib
 import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -489,21 +487,8 @@ def main() -> int:
         raise SystemExit(
             "bench: aiosmtpd is missing; install the test tools first (make dev)"
         ) from None
-    scratch = args.home is None
-    home = (
-        Path(tempfile.mkdtemp(prefix="supportdesk-bench-intake-"))
-        if scratch
-        else args.home.resolve()
-    )
-    if not scratch:
-        if home.exists() and any(home.iterdir()):
-            raise SystemExit(f"bench: {home} is not empty; choose a new directory")
-        home.mkdir(parents=True, exist_ok=True)
-    try:
+    with bench.scratch_home("intake", args.home) as home:
         return run(args, home)
-    finally:
-        if scratch:
-            shutil.rmtree(home, ignore_errors=True)
 
 
 def run(args: argparse.Namespace, home: Path) -> int:

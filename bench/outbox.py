@@ -20,14 +20,12 @@ import json
 import os
 import platform
 import re
-import shutil
 import signal
 import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -732,21 +730,8 @@ def main() -> int:
             "bench: aiosmtpd is missing; install the test tools first (make dev)"
         ) from None
     worker_counts = [int(n) for n in args.workers.split(",") if n.strip()]
-    scratch = args.home is None
-    home = (
-        Path(tempfile.mkdtemp(prefix="supportdesk-bench-outbox-"))
-        if scratch
-        else args.home.resolve()
-    )
-    if not scratch:
-        if home.exists() and any(home.iterdir()):
-            raise SystemExit(f"bench: {home} is not empty; choose a new directory")
-        home.mkdir(parents=True, exist_ok=True)
-    try:
+    with bench.scratch_home("outbox", args.home) as home:
         return run(args, home, worker_counts)
-    finally:
-        if scratch:
-            shutil.rmtree(home, ignore_errors=True)
 
 
 def run(args: argparse.Namespace, home: Path, worker_counts: list[int]) -> int:
