@@ -9,13 +9,13 @@ values go through the same converters the ORM applies, so the instances are the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
-from django.db.models import Model
+from django.db.models import Field, Model
 
 Converter = Callable[[Any, Any, Any], Any]
 
@@ -61,6 +61,18 @@ def width(model: type[Model]) -> int:
     return len(model._meta.concrete_fields)
 
 
+def build_joined(row: Sequence[Any], *models: type[Model]) -> list[Model | None]:
+    """The instances of one joined row, read in the order of `models` (each `columns(...)` in
+    the same order); None for a model whose LEFT JOIN found nothing (its primary key NULL)."""
+    built: list[Model | None] = []
+    start = 0
+    for model in models:
+        pk_index = start + model._meta.concrete_fields.index(model._meta.pk)
+        built.append(None if row[pk_index] is None else build(model, row, start))
+        start += width(model)
+    return built
+
+
 def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     """The first row of one statement (`%s` placeholders, as Django writes them).
 
@@ -72,18 +84,75 @@ def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     are being logged (DEBUG, the tests' query counters) or an execute wrapper is installed,
     the statement goes through Django's cursor, so that it is seen.
     """
+    found = _run(sql, params, lambda cursor: cursor.fetchall()[:1])
+    return tuple(found[0]) if found else None
+
+
+def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Every row of one statement, as fetch_one sends it."""
+    return [tuple(row) for row in _run(sql, params, lambda cursor: cursor.fetchall())]
+
+
+def execute(sql: str, params: Sequence[Any]) -> int:
+    """Run one statement that returns no rows, as fetch_one sends it; the rows it changed."""
+    return int(_run(sql, params, lambda cursor: cursor.rowcount))
+
+
+def _run[R](sql: str, params: Sequence[Any], read: Callable[[Any], R]) -> R:
+    """Every row is read before the statement is let go: an UPDATE ... RETURNING in
+    autocommit ends its transaction only once SQLite has stepped it to the end."""
     connection = connections[DEFAULT_DB_ALIAS]
     if connection.vendor != "sqlite" or connection.queries_logged or connection.execute_wrappers:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            row = cursor.fetchone()
-        return None if row is None else tuple(row)
+            return read(cursor)
     connection.ensure_connection()
     connection.validate_thread_sharing()
     connection.validate_no_broken_transaction()
     with connection.wrap_database_errors:
-        row = connection.connection.execute(_qmark_style(sql), params).fetchone()
-    return None if row is None else tuple(row)
+        return read(connection.connection.execute(_qmark_style(sql), params))
+
+
+def update(
+    instance: Model, fields: Sequence[str], *, where: Mapping[str, Any] | None = None
+) -> int:
+    """UPDATE the named fields of a saved instance from its attributes, as
+    `save(update_fields=...)` would (auto_now fields it names are set now), in one statement
+    written once per shape. `where` gives fields that must still hold these values, a
+    condition that fences a concurrent writer; returns the rows changed (0 or 1)."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    model = type(instance)
+    where = where or {}
+    sql, set_fields, where_fields = _update_statement(
+        model, tuple(fields), tuple(where), connection
+    )
+    values = [f.get_db_prep_save(f.pre_save(instance, False), connection) for f in set_fields]
+    values += [f.get_db_prep_value(where[f.name], connection) for f in where_fields]
+    return execute(sql, [*values, instance.pk])
+
+
+@lru_cache(maxsize=256)
+def _update_statement(
+    model: type[Model], fields: tuple[str, ...], where: tuple[str, ...], connection: Any
+) -> tuple[str, list[Field[Any, Any]], list[Field[Any, Any]]]:
+    quote = connection.ops.quote_name
+    set_fields = [_concrete(model, name) for name in fields]
+    where_fields = [_concrete(model, name) for name in where]
+    assignments = ", ".join(f"{quote(f.column)} = %s" for f in set_fields)
+    pk = quote(model._meta.pk.column)
+    conditions = [*(f"{quote(f.column)} = %s" for f in where_fields), f"{pk} = %s"]
+    sql = (
+        f"UPDATE {quote(model._meta.db_table)} SET {assignments}"  # noqa: S608
+        f" WHERE {' AND '.join(conditions)}"
+    )
+    return sql, set_fields, where_fields
+
+
+def _concrete(model: type[Model], name: str) -> Field[Any, Any]:
+    field = model._meta.get_field(name)
+    if not isinstance(field, Field) or not field.concrete:
+        raise ValueError(f"{model.__name__}.{name} is not a column.")
+    return field
 
 
 @lru_cache(maxsize=256)

@@ -8,7 +8,9 @@ change's transaction, which runs to write.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -18,6 +20,7 @@ Handler = Callable[["Event"], None]
 
 _handlers: dict[str, Handler] = {}
 _by_kind: dict[str, list[str]] = {}
+_scopes: list[Callable[[], AbstractContextManager[object]]] = []
 
 
 def register(*kinds: str, name: str) -> Callable[[Handler], Handler]:
@@ -54,3 +57,18 @@ def unregister(name: str) -> None:
     for names in _by_kind.values():
         if name in names:
             names.remove(name)
+
+
+def around_runs(scope: Callable[[], AbstractContextManager[object]]) -> None:
+    """Enter `scope()` around each batch of runs a worker drains, for what the runs of one
+    batch can share: the mail handlers' SMTP connection, which cost a connection, a greeting
+    and a QUIT per mail when each run opened its own (bench/README.md, "Mail in")."""
+    if scope not in _scopes:
+        _scopes.append(scope)
+
+
+def runs_scope() -> contextlib.ExitStack:
+    stack = contextlib.ExitStack()
+    for scope in _scopes:
+        stack.enter_context(scope())
+    return stack

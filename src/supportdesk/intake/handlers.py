@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from supportdesk.events import registry
 from supportdesk.events.models import Event, EventKind
-from supportdesk.intake.models import InboundMessage
-from supportdesk.intake.process import process_message
+from supportdesk.intake.process import process_stored
 
 
 @registry.register(EventKind.MAIL_RECEIVED, name="process_on_mail_received")
@@ -17,6 +16,4 @@ def process_on_mail_received(event: Event) -> None:
     message_pk = pair[1] if isinstance(pair, list) and len(pair) == 2 else None
     if not isinstance(message_pk, int):
         return
-    message = InboundMessage.objects.filter(pk=message_pk).first()
-    if message is not None:
-        process_message(message)
+    process_stored(message_pk)

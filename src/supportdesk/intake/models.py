@@ -105,6 +105,10 @@ class InboundMessage(models.Model):
                 name="inbound_imap_uid_unique",
             ),
         )
+        # The flood guard counts a sender's new tickets of the last hour for every new mail.
+        indexes = (
+            models.Index(fields=["from_address", "processed_at"], name="inbound_sender_recent"),
+        )
 
     def __str__(self) -> str:
         return f"{self.source} message {self.pk} ({self.state})"

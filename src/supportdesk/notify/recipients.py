@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 
 from django.db.models.functions import Lower
 
+from supportdesk import rows
 from supportdesk.accounts.models import Role, User
 from supportdesk.events.models import Event, EventKind
 from supportdesk.notify.models import Reason
 from supportdesk.tickets import access
-from supportdesk.tickets.models import Status, Ticket
+from supportdesk.tickets.models import Status, Ticket, TicketCC
 
 # Changes customers see on their ticket page; the assignee and the problem link are agents'.
 CUSTOMER_VISIBLE_FIELDS = access.CUSTOMER_FIELDS | {"status", "requester", "attachments"}
@@ -156,11 +158,36 @@ def _requester(
 def _ccs(plan: _Plan, ticket: Ticket, *, optional: bool) -> None:
     """Every CC; a plain address that has since become a user's is treated as that user
     (their preferences, their time zone, and never mailed once deactivated)."""
-    ccs = list(ticket.ccs.select_related("user").order_by("email"))
+    ccs = []
+    for row in rows.fetch_all(_ccs_sql(), [ticket.pk]):
+        cc, cc_user = rows.build_joined(row, TicketCC, User)
+        assert isinstance(cc, TicketCC)  # noqa: S101  (the FROM table: never NULL)
+        cc.user = cc_user  # type: ignore[assignment]
+        ccs.append(cc)
     known = _users_by_email(cc.email for cc in ccs if cc.user is None)
     for cc in ccs:
         user = cc.user or known.get(cc.email.lower())
         plan.add(Recipient(cc.email, user, Reason.CC, optional, ticket))
+
+
+# Written once (supportdesk/rows.py): every customer's message asks these, and compiling
+# them as QuerySets cost more than the acknowledgement's SQL (bench/README.md, "Mail in").
+@cache
+def _ccs_sql() -> str:
+    selected = f"{rows.columns(TicketCC, 'cc')}, {rows.columns(User, 'u')}"
+    return (
+        f"SELECT {selected} FROM {rows.table(TicketCC)} cc"  # noqa: S608
+        f" LEFT JOIN {rows.table(User)} u ON u.id = cc.user_id"
+        " WHERE cc.ticket_id = %s ORDER BY cc.email, cc.id"
+    )
+
+
+@cache
+def _opted_in_agents_sql() -> str:
+    return (
+        f"SELECT {rows.columns(User, 'u')} FROM {rows.table(User)} u"  # noqa: S608
+        " WHERE u.is_active AND u.mail_unassigned AND u.role IN (%s, %s) ORDER BY u.email, u.id"
+    )
 
 
 def _users_by_email(emails: Iterable[str]) -> dict[str, User]:
@@ -178,10 +205,8 @@ def _agents_for_customer_message(plan: _Plan, ticket: Ticket) -> None:
         assignee = ticket.assignee
         plan.add(Recipient(assignee.email, assignee, Reason.ASSIGNEE, False, ticket))
         return
-    agents = User.objects.filter(
-        is_active=True, role__in=[Role.AGENT, Role.ADMIN], mail_unassigned=True
-    ).order_by("email")
-    for agent in agents:
+    found = rows.fetch_all(_opted_in_agents_sql(), [Role.AGENT, Role.ADMIN])
+    for agent in (rows.build(User, row) for row in found):
         plan.add(Recipient(agent.email, agent, Reason.UNASSIGNED, True, ticket))
 
 

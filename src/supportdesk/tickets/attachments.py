@@ -6,6 +6,7 @@ import mimetypes
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from supportdesk import rows
 from supportdesk.accounts.models import User
 from supportdesk.tickets.models import Attachment, Response, Ticket
 from supportdesk.tickets.validation import Upload, clean_upload
@@ -34,7 +35,7 @@ def store_attachments(
         )
         # Storage only reads upload.chunks(), which Upload promises; the stubs want a File.
         attachment.file.save(name, upload, save=False)  # type: ignore[arg-type]
-        attachment.save()
+        rows.insert(attachment)  # the ORM's save cost more than the SQL (rows.py)
         stored.append(attachment)
     return stored
 
