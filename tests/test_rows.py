@@ -139,3 +139,54 @@ def test_fetch_one_is_seen_by_query_logging_and_execute_wrappers():
         assert rows.fetch_one("SELECT %s", [8]) == (8,)
     assert seen == ["SELECT %s"]
     assert rows.fetch_one("SELECT %s, '100%%'", [9]) == (9, "100%")  # the driver's own path
+
+
+@pytest.mark.django_db
+def test_update_writes_the_named_fields_sets_auto_now_and_respects_its_fence(bob):
+    ticket = make_ticket(requester=bob)
+    before = Ticket.objects.get(pk=ticket.pk)
+    ticket.title, ticket.description = "Renamed", "not written"
+    with CaptureQueriesContext(connection) as queries:
+        changed = rows.update(ticket, ["title", "updated_at"], where={"version": ticket.version})
+    assert (changed, len(queries)) == (1, 1)
+    after = Ticket.objects.get(pk=ticket.pk)
+    assert after.title == "Renamed"
+    assert after.description == before.description  # a field not named is left alone
+    assert after.updated_at > before.updated_at  # auto_now, as save(update_fields=...) sets it
+
+    ticket.title = "Stale write"
+    assert rows.update(ticket, ["title"], where={"version": ticket.version + 1}) == 0
+    assert Ticket.objects.get(pk=ticket.pk).title == "Renamed"
+
+
+@pytest.mark.django_db
+def test_update_refuses_a_name_that_is_not_a_column(bob):
+    ticket = make_ticket(requester=bob)
+    with pytest.raises(ValueError, match="not a column"):
+        rows.update(ticket, ["ccs"])
+
+
+@pytest.mark.django_db
+def test_build_joined_gives_none_for_an_outer_join_that_found_nothing(bob, alice):
+    assigned = make_ticket(requester=bob, title="assigned")
+    Ticket.objects.filter(pk=assigned.pk).update(assignee=alice)
+    unassigned = make_ticket(requester=bob, title="unassigned")
+    found = rows.fetch_all(
+        f"SELECT {rows.columns(Ticket, 't')}, {rows.columns(User, 'u')}"  # noqa: S608
+        f" FROM {rows.table(Ticket)} t LEFT JOIN {rows.table(User)} u ON u.id = t.assignee_id"
+        " WHERE t.id IN (%s, %s) ORDER BY t.id",
+        [assigned.pk, unassigned.pk],
+    )
+    (first, agent), (second, nobody) = (rows.build_joined(row, Ticket, User) for row in found)
+    assert (first.pk, second.pk) == (assigned.pk, unassigned.pk)
+    assert field_values(agent) == field_values(User.objects.get(pk=alice.pk))
+    assert nobody is None
+
+
+@pytest.mark.django_db
+def test_execute_returns_the_rows_it_changed(bob):
+    ticket = make_ticket(requester=bob)
+    sql = f"UPDATE {rows.table(Ticket)} SET title = %s WHERE id = %s"  # noqa: S608
+    assert rows.execute(sql, ["Via execute", ticket.pk]) == 1
+    assert rows.execute(sql, ["Nobody", ticket.pk + 1000]) == 0
+    assert Ticket.objects.get(pk=ticket.pk).title == "Via execute"

@@ -337,6 +337,33 @@ def test_a_sender_over_the_hourly_rate_is_held(bob, settings):
     assert Ticket.objects.count() == 2
 
 
+def test_the_rate_counts_only_the_last_hour_through_an_index_on_sender_and_time(bob, settings):
+    """Every new mail asks the count: without its index it reads every processed message."""
+    from django.db import connection
+
+    settings.MAIL_NEW_TICKETS_PER_HOUR = 2
+    with time_machine.travel(timezone.now() - timedelta(hours=2)):
+        for i in range(2):
+            assert deliver(plain(sender=bob.email, subject=f"old {i}")).state == "processed"
+    states = [deliver(plain(sender=bob.email, subject=f"new {i}")).state for i in range(3)]
+    assert states == [MessageState.PROCESSED, MessageState.PROCESSED, MessageState.HELD]
+
+    table = InboundMessage._meta.db_table
+    with connection.cursor() as cursor:
+        found = connection.introspection.get_constraints(cursor, table)
+    assert any(
+        c["index"] and c["columns"] == ["from_address", "processed_at"] for c in found.values()
+    )
+    if connection.vendor == "sqlite":
+        from supportdesk.intake import loop_guard
+
+        sql = loop_guard._opened_sql().replace("%s", "?")
+        with connection.cursor() as cursor:
+            plan = cursor.execute(f"EXPLAIN QUERY PLAN {sql}", ["x", "2026-01-01", "processed"])
+            details = " ".join(str(row[-1]) for row in plan.fetchall())
+        assert "inbound_sender_recent" in details
+
+
 def test_processing_twice_creates_nothing_twice(bob):
     message = store(corpus("alternative.eml"), to="sysops")
     run_processing(message)

@@ -235,3 +235,60 @@ def test_the_mail_panel_costs_one_query_however_many_mails(opened, smtp_sink, bo
     assert queries_for(client, url) == few
     page = client.get(url).content.decode()
     assert page.count('class="mail-sent"') == MailDelivery.objects.filter(ticket=ticket).count()
+
+
+def test_the_runs_one_wake_up_drains_share_one_smtp_connection(bob, smtp_sink):
+    for n in range(3):
+        make_ticket(requester=bob, title=f"Ticket {n}")
+    assert tasks.run_due.func([]) == 3
+    assert smtp_sink.wait_for(3)
+    assert len({delivery.peer for delivery in smtp_sink.deliveries}) == 1
+
+
+def test_the_event_as_deliver_loads_it_equals_the_orms_select_related(bob, alice):
+    """deliveries._loaded is written by hand for speed: every relation the mails read must
+    be what select_related() would give, and a relation that is empty must stay empty."""
+    from supportdesk.notify import deliveries
+
+    def values(instance):
+        if instance is None:
+            return None
+        return {
+            f.attname: getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields
+        }
+
+    problem = make_ticket(requester=bob, type="problem", title="Outage")
+    incident = make_ticket(requester=bob, type="incident", title="Down")
+    services.update_ticket(
+        incident,
+        acting_user=alice,
+        via=Via.WEB,
+        changes={"assignee": alice.pk, "problem": problem.number},
+    )
+    services.add_response(incident, acting_user=alice, via=Via.WEB, body="Looking")
+    full = Event.objects.latest("id")  # every relation set
+    bare = Event.objects.filter(ticket=problem).earliest("id")  # no assignee, problem, response
+    for event in (full, bare):
+        loaded = deliveries._loaded(Event(pk=event.pk))
+        orm = Event.objects.select_related(
+            "ticket__requester", "ticket__assignee", "ticket__type", "ticket__priority",
+            "ticket__problem", "actor", "response__author",
+        ).get(pk=event.pk)  # fmt: skip
+        with CaptureQueriesContext(connection) as queries:
+            pairs = [
+                (loaded, orm),
+                (loaded.ticket, orm.ticket),
+                (loaded.ticket.requester, orm.ticket.requester),
+                (loaded.ticket.assignee, orm.ticket.assignee),
+                (loaded.ticket.type, orm.ticket.type),
+                (loaded.ticket.priority, orm.ticket.priority),
+                (loaded.ticket.problem, orm.ticket.problem),
+                (loaded.actor, orm.actor),
+                (loaded.response, orm.response),
+                (loaded.response and loaded.response.author, orm.response and orm.response.author),
+            ]
+        assert len(queries) == 0  # everything came with the one query
+        for mine, theirs in pairs:
+            assert values(mine) == values(theirs)
+    assert full.response is not None  # the test covers a response and its author
+    assert loaded.ticket.assignee is None  # and, for the bare event, empty relations
