@@ -18,7 +18,6 @@ mail's cost in bench/), and a connection that failed is closed, never reused.
 from __future__ import annotations
 
 import contextlib
-import email.policy
 import hashlib
 import os
 import re
@@ -39,6 +38,7 @@ from django.core.mail.utils import DNS_NAME
 from django.utils.encoding import punycode
 
 from supportdesk.errors import DeliveryError
+from supportdesk.notify import compose
 
 VARIABLE = "SUPPORTDESK_EMAIL_URL"
 DEFAULT_PORTS = {"smtp": 25, "smtp+tls": 587, "smtps": 465}
@@ -168,8 +168,7 @@ def send(message: EmailMessage) -> None:
         _write_file(message)
         return
     target = parse_email_url(url)
-    data = message.message(policy=email.policy.SMTP).as_bytes()
-    _deliver(target, sender, recipients, data)
+    _deliver(target, sender, recipients, compose.as_bytes(message))
 
 
 def _envelope_address(address: str) -> str:
