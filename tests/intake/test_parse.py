@@ -6,7 +6,7 @@ import pytest
 
 from supportdesk.intake.loop_guard import automatic_reason
 from supportdesk.intake.parse import parse_message, trim_reply
-from tests.intake.mail import corpus, plain
+from tests.intake.mail import CORPUS, corpus, plain
 
 
 def test_a_multipart_alternative_gives_its_text_part_and_addresses():
@@ -96,3 +96,15 @@ def test_undecodable_headers_and_nul_bytes_come_out_storable():
 )
 def test_quoted_history_and_signatures_are_trimmed(text, kept):
     assert trim_reply(text) == kept
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CORPUS.glob("*.eml")))
+def test_the_header_classes_made_once_parse_as_the_stdlib_policy_does(name, monkeypatch):
+    from email import policy
+
+    from supportdesk.intake import parse
+
+    assert parse.POLICY.header_factory["Subject"] is parse.POLICY.header_factory["subject"]
+    ours = parse_message(corpus(name))
+    monkeypatch.setattr(parse, "POLICY", policy.default)
+    assert ours == parse_message(corpus(name))

@@ -15,6 +15,7 @@ import html
 import re
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message
 from email.utils import getaddresses, parseaddr
 
@@ -30,6 +31,27 @@ SAFE_HTML_TAGS = frozenset(
 _MESSAGE_ID = re.compile(r"<[^<>\s]{1,900}>")
 _BLOCK_END = re.compile(r"<\s*(br|/p|/div|/li|/tr|/h[1-6]|/blockquote|/table)\b[^>]*>", re.I)
 _ENCODED_WORD_LEFT = re.compile(r"=\?[^?\s]*\?[bqBQ]\?[^?\s]*\?=")
+
+
+class _HeaderClasses(HeaderRegistry):
+    """The standard header registry, making each header class once. The stdlib's builds a
+    new class with type() for every header it reads, which was a quarter of parsing a
+    message here (bench/README.md, "Mail in"); the class depends only on the kind of header."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[type, type] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        kind = self.registry.get(name.lower(), self.default_class)
+        made = self._made.get(kind)
+        if made is None:
+            made = self._made[kind] = super().__getitem__(name)
+        return made
+
+
+# policy.default, with the header classes made once.
+POLICY = policy.default.clone(header_factory=_HeaderClasses())
 
 
 @dataclass(frozen=True)
@@ -82,7 +104,7 @@ def safe_text(value: str) -> str:
 
 def parse_message(raw: bytes) -> ParsedMessage:
     """Never raises on any bytes (tests/intake/test_fuzz.py feeds it arbitrary ones)."""
-    msg = message_from_bytes(raw, policy=policy.default)
+    msg = message_from_bytes(raw, policy=POLICY)
     message_id = _first_id(_header(msg, "Message-ID"))
     body_part, text, html_body = _body(msg)
     attachments, forwarded_text = _attachments(msg, body_part)
@@ -279,7 +301,7 @@ def _forwarded(part: Message) -> tuple[bytes, Message | None]:
     inner = payload[0] if isinstance(payload, list) and payload else None
     if isinstance(inner, Message):
         with contextlib.suppress(Exception):  # fall through to the raw payload
-            return inner.as_bytes(policy=policy.default.clone(linesep="\r\n")), inner
+            return inner.as_bytes(policy=POLICY.clone(linesep="\r\n")), inner
     return _payload_bytes(part), inner if isinstance(inner, Message) else None
 
 
@@ -308,7 +330,7 @@ def _filename(part: Message) -> str:
 
 def _decode_words(value: str) -> str:
     try:
-        return safe_text(str(policy.default.header_factory("subject", value)))
+        return safe_text(str(POLICY.header_factory("subject", value)))
     except Exception:  # noqa: BLE001
         return value
 
@@ -346,7 +368,7 @@ def delivery_report(msg: Message, raw: bytes) -> DeliveryReport | None:
             if inner is not None:
                 ids += _MESSAGE_ID.findall(_header(inner, "Message-ID"))
         elif kind == "text/rfc822-headers":
-            headers = message_from_bytes(_payload_bytes(part), policy=policy.default)
+            headers = message_from_bytes(_payload_bytes(part), policy=POLICY)
             ids += _MESSAGE_ID.findall(_header(headers, "Message-ID"))
     if not ids:  # some servers quote the original in the text: look for any Message-ID line
         for line in re.findall(rb"(?im)^message-id:\s*(<[^<>\s]{1,900}>)", raw):
