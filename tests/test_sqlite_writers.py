@@ -6,6 +6,7 @@ import threading
 
 import pytest
 from django.db import connection, connections, transaction
+from django.db.models import F
 
 from supportdesk.tickets.models import Counter
 
@@ -88,3 +89,57 @@ def test_the_lock_is_held_for_the_transaction_only_and_released_by_a_rollback():
         fail()
     assert lock_is_free()
     assert not Counter.objects.filter(name="rolled back").exists()
+
+
+def test_a_lone_write_outside_a_transaction_queues_on_the_lock_instead_of_failing():
+    """The outbox's claims and outcomes are single statements in autocommit mode: they wait
+    for a transaction that holds the lock, as a transaction would, not in the busy handler."""
+    if on_postgresql():
+        return
+    from supportdesk import rows
+
+    Counter.objects.create(name="lone", value=0)
+    holding = threading.Event()
+    errors: list[BaseException] = []
+    order: list[str] = []
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                Counter.objects.filter(name="lone").update(value=1)
+                holding.set()
+                threading.Event().wait(0.5)  # longer than the others' busy timeout
+                order.append("first")
+        except BaseException as error:  # noqa: BLE001  (reported by the assertion below)
+            errors.append(error)
+        finally:
+            connection.close()
+
+    def lone(write) -> None:
+        try:
+            holding.wait(5)
+            with connection.cursor() as cursor:
+                cursor.execute("PRAGMA busy_timeout = 50")  # SQLite alone would give up
+            write()
+            order.append("lone")
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+        finally:
+            connection.close()
+
+    sql = f"UPDATE {rows.table(Counter)} SET value = value + 10 WHERE name = %s"  # noqa: S608
+    writes = [
+        lambda: Counter.objects.filter(name="lone").update(value=F("value") + 10),  # the ORM's
+        lambda: rows.execute(sql, ["lone"]),  # rows.py's, straight to the driver
+    ]
+    threads = [threading.Thread(target=first)] + [
+        threading.Thread(target=lone, args=(write,)) for write in writes
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert errors == []
+    assert order[0] == "first"
+    assert Counter.objects.get(name="lone").value == 21  # both ran, after the first
+    assert lock_is_free()

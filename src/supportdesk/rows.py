@@ -9,6 +9,7 @@ values go through the same converters the ORM applies, so the instances are the 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
@@ -109,7 +110,8 @@ def _run[R](sql: str, params: Sequence[Any], read: Callable[[Any], R]) -> R:
     connection.ensure_connection()
     connection.validate_thread_sharing()
     connection.validate_no_broken_transaction()
-    with connection.wrap_database_errors:
+    queued = getattr(connection, "queued_write", None)  # supportdesk's SQLite backend
+    with connection.wrap_database_errors, queued(sql) if queued else contextlib.nullcontext():
         return read(connection.connection.execute(_qmark_style(sql), params))
 
 

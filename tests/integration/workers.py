@@ -135,8 +135,8 @@ def intake_main() -> int:
     if process_after := int(os.environ.get("CRASH_PROCESS_BLOCK_AFTER", "0")):
         from supportdesk.intake import handlers
 
-        handlers.process_message = _dead_after(  # type: ignore[assignment]
-            handlers.process_message, process_after, marker
+        handlers.process_stored = _dead_after(  # type: ignore[assignment]
+            handlers.process_stored, process_after, marker
         )
     from supportdesk.cli import main as supportdesk
 

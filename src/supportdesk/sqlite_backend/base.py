@@ -8,19 +8,40 @@ takes an exclusive flock on `<database>-writer`, one open file per connection, w
 kernel hands to the next waiter the moment the holder commits or rolls back, and only then
 sends `BEGIN IMMEDIATE`, which then finds SQLite's lock free.
 
-Only transactions (`transaction.atomic`) queue here. A lone statement in autocommit mode
-still waits in the busy handler, up to the `timeout` option; those are short. A waiter here
-has no timeout: the holder is a transaction of this application, and a process that dies
-holding the lock releases it with its file.
+Transactions (`transaction.atomic`) queue here, and so does a lone INSERT, UPDATE or DELETE
+in autocommit mode (the outbox's claims and outcomes, a `save()` outside a transaction):
+in the busy handler those slept up to 10 ms at a time behind the mail gateway's commits,
+which hold the lock through an fsync (bench/README.md, "Mail in"). A waiter here has no
+timeout: the holder is a statement or transaction of this application, and a process that
+dies holding the lock releases it with its file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import re
+from collections.abc import Iterator
 from typing import Any
 
 from django.db.backends.sqlite3 import base
+
+_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+
+
+class _QueuedCursor(base.SQLiteCursorWrapper):
+    """Django's SQLite cursor, whose lone writes in autocommit mode queue on the lock file."""
+
+    wrapper: DatabaseWrapper
+
+    def execute(self, query: str, params: Any = None) -> Any:
+        with self.wrapper.queued_write(query):
+            return super().execute(query, params)
+
+    def executemany(self, query: str, param_list: Any) -> Any:
+        with self.wrapper.queued_write(query):
+            return super().executemany(query, param_list)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -48,6 +69,25 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if self._writer_held and self._writer_file is not None:
             self._writer_held = False
             fcntl.flock(self._writer_file, fcntl.LOCK_UN)
+
+    def create_cursor(self, name: str | None = None) -> Any:
+        cursor = self.connection.cursor(factory=_QueuedCursor)
+        cursor.wrapper = self
+        return cursor
+
+    @contextlib.contextmanager
+    def queued_write(self, sql: str) -> Iterator[None]:
+        """Hold the lock file while `sql` runs, if it writes on its own (no transaction is
+        open, and so no lock is held); a read, or a statement of a transaction, runs as is.
+        The caller reads every row inside: a statement ends when SQLite has stepped it out."""
+        if self._writer_held or self.in_atomic_block or not _WRITE.match(sql):
+            yield
+            return
+        self._take_writer_lock()
+        try:
+            yield
+        finally:
+            self._release_writer_lock()
 
     def _start_transaction_under_autocommit(self) -> None:
         self._take_writer_lock()
