@@ -11,18 +11,21 @@ import smtplib
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from django.core.files.storage import FileSystemStorage, default_storage
-from django.db import connection
+from django.db import OperationalError, connection
 
 from supportdesk.events import registry
 from supportdesk.events.models import Event, EventKind, HandlerRun, RunState
+from supportdesk.intake import store
 from supportdesk.intake.mailboxes import ensure_default_mailboxes
 from supportdesk.intake.models import InboundMessage
-from supportdesk.intake.smtpd import Gateway
+from supportdesk.intake.smtpd import STORE_THREADS, Gateway
+from tests.intake.test_store import Batches
 from tests.smtp_sink import HOST, free_port
 
 DOMAIN = "support.localhost"
@@ -212,6 +215,128 @@ def test_hostile_input_is_stored_as_it_came(gateway, raw):
     message = InboundMessage.objects.get()
     assert default_storage.open(message.raw).read() == raw
     assert "\x00" not in message.subject + message.from_address
+
+
+# ---------------------------------------------------------------- senders at the same time
+
+
+def mail(subject: str) -> bytes:
+    return MESSAGE.replace(b"Database down", subject.encode()).replace(
+        b"<down-1@acme.test>", f"<{subject.replace(' ', '-')}@acme.test>".encode()
+    )
+
+
+def data_reply(gateway: Gateway, raw: bytes) -> tuple[int, bytes]:
+    return send(gateway, raw)["data"]
+
+
+def test_concurrent_senders_each_get_250_for_a_stored_message(gateway, probe_handler):
+    senders, each = STORE_THREADS, 5
+    replies: dict[str, tuple[int, bytes]] = {}
+
+    def sender(number: int) -> None:
+        with smtplib.SMTP(gateway.host, gateway.port, timeout=30) as client:
+            for n in range(each):
+                subject = f"sender {number} mail {n}"
+                try:
+                    client.sendmail("bob@acme.test", [SYSOPS], mail(subject))
+                    replies[subject] = (250, b"")
+                except smtplib.SMTPResponseException as error:
+                    replies[subject] = (error.smtp_code, error.smtp_error)
+
+    threads = [threading.Thread(target=sender, args=(number,)) for number in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(replies) == senders * each
+    assert {code for code, _ in replies.values()} == {250}
+    for subject in replies:
+        message = InboundMessage.objects.get(message_id=f"<{subject.replace(' ', '-')}@acme.test>")
+        assert default_storage.open(message.raw).read() == mail(subject)
+        event = Event.objects.get(changes={"message": [None, message.pk]})
+        assert HandlerRun.objects.get(event=event, handler=probe_handler).state == RunState.PENDING
+    assert len(stored_files()) == senders * each
+
+
+@pytest.fixture
+def batches(monkeypatch):
+    return Batches(monkeypatch)
+
+
+def together(
+    gateway: Gateway, batches: Batches, subjects: list[str], queued: int = 0
+) -> list[tuple[int, bytes]]:
+    """The DATA replies to a "hold" mail, then to mails sent while its batch commits, which
+    queue for the next batch (one store thread is the held one's)."""
+    assert len(subjects) < STORE_THREADS
+    calls = [lambda subject=subject: data_reply(gateway, mail(subject)) for subject in subjects]
+    return batches.hold(lambda: data_reply(gateway, mail("hold")), calls, queued)
+
+
+def test_mails_arriving_together_are_committed_together(gateway, batches, monkeypatch):
+    directories: list[Path] = []
+    real_fsync = store._fsync
+
+    def fsync(path):
+        if Path(path).is_dir():
+            directories.append(Path(path))
+        real_fsync(path)
+
+    monkeypatch.setattr(store, "_fsync", fsync)
+    assert data_reply(gateway, mail("before"))[0] == 250  # makes the day's directory
+    directories.clear()
+    batches.subjects.clear()
+    subjects = [f"together {n}" for n in range(STORE_THREADS - 1)]
+    replies = together(gateway, batches, subjects)
+    assert [code for code, _ in replies] == [250] * STORE_THREADS
+    assert batches.subjects == [["hold"], subjects]
+    # The day's directory existed: one fsync of it per batch, not one per mail.
+    assert len(directories) == 2
+    assert len(set(directories)) == 1
+    assert InboundMessage.objects.count() == 1 + STORE_THREADS
+
+
+def test_a_database_failure_answers_451_to_every_mail_of_its_batch(gateway, batches, monkeypatch):
+    real_record = store.record
+
+    def record(*args, **kwargs):
+        message = InboundMessage.objects.get(pk=kwargs["changes"]["message"][1])
+        if message.subject == "poison":
+            raise OperationalError("database is locked")
+        return real_record(*args, **kwargs)
+
+    monkeypatch.setattr(store, "record", record)
+    first, *refused = together(gateway, batches, ["good", "poison"])
+    assert first[0] == 250
+    assert [(code, text[:5]) for code, text in refused] == [(451, b"4.3.0")] * 2
+    assert batches.subjects == [["hold"], ["good", "poison"]]
+    assert list(InboundMessage.objects.values_list("subject", flat=True)) == ["hold"]
+    assert len(stored_files()) == 1  # the refused mails' files are removed
+
+
+def test_a_full_disk_for_one_mail_answers_452_to_it_alone(gateway, batches, monkeypatch):
+    original = FileSystemStorage._save
+
+    def save(self, name, content):
+        full = b"Subject: full\r\n" in content.read()
+        content.seek(0)
+        saved = original(self, name, content)
+        if full:  # written, then the disk refuses (as a flush can)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return saved
+
+    monkeypatch.setattr(FileSystemStorage, "_save", save)
+    subjects = ["full", "fine", "also fine"]
+    replies = together(gateway, batches, subjects, queued=2)
+    assert [code for code, _ in replies] == [250, 452, 250, 250]
+    assert batches.subjects == [["hold"], ["also fine", "fine"]]
+    assert sorted(InboundMessage.objects.values_list("subject", flat=True)) == [
+        "also fine",
+        "fine",
+        "hold",
+    ]
+    assert len(stored_files()) == 3
 
 
 # ---------------------------------------------------------------- the command

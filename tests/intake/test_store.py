@@ -4,12 +4,15 @@ and a refusal (disk, database) that leaves nothing half-stored behind."""
 from __future__ import annotations
 
 import errno
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from django.apps import apps as django_apps
 from django.core.files.storage import FileSystemStorage, default_storage
-from django.db import OperationalError
+from django.db import OperationalError, connections
 
 from supportdesk.events import registry
 from supportdesk.events.models import Event, EventKind, HandlerRun, RunState
@@ -213,3 +216,200 @@ def test_a_database_failure_after_the_row_rolls_it_back_and_removes_the_file(sys
 def test_an_unknown_source_is_a_programming_error(sysops):
     with pytest.raises(ValueError, match="source"):
         store_message(PLAIN, source="pigeon", mailbox=sysops)
+
+
+# ---------------------------------------------------------------- group commit
+
+
+def hold_mail(subject: str = "hold") -> bytes:
+    return PLAIN.replace(b"Server_d=C3=A9faillant", subject.encode())
+
+
+class Batches:
+    """Records the subjects of each batch the store commits. With `hold()`, the first batch
+    waits until the messages sent after it are queued behind it, so that they share the
+    next batch whatever the threads' timing."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.subjects: list[list[str]] = []
+        self.leading = threading.Event()
+        self.expected = 0
+        real = store._commit_batch
+
+        def commit(batch):
+            if self.expected and not self.subjects:
+                self.leading.set()
+                deadline = time.monotonic() + 10
+                while store.committer.queued() < self.expected and time.monotonic() < deadline:
+                    time.sleep(0.005)
+            self.subjects.append(sorted(pending.message.subject for pending in batch))
+            real(batch)
+
+        monkeypatch.setattr(store, "_commit_batch", commit)
+
+    def hold(
+        self, first: Callable[[], object], then: list[Callable[[], object]], queued: int = 0
+    ) -> list:
+        """Run `first`, and once its batch is being committed, all of `then` at once, held
+        until `queued` of them (all by default) wait for the next batch; the result (or
+        exception) of each, `first`'s first."""
+        self.expected = queued or len(then)
+        results: list = [None] * (len(then) + 1)
+
+        def run(index: int, call: Callable[[], object]) -> None:
+            try:
+                results[index] = call()
+            except Exception as error:  # noqa: BLE001  (the test looks at it)
+                results[index] = error
+            finally:
+                connections.close_all()
+
+        leader = threading.Thread(target=run, args=(0, first))
+        leader.start()
+        assert self.leading.wait(10)
+        threads = [threading.Thread(target=run, args=(i + 1, call)) for i, call in enumerate(then)]
+        for thread in threads:
+            thread.start()
+        for thread in [leader, *threads]:
+            thread.join(30)
+        return results
+
+
+@pytest.fixture
+def batches(transactional_db, monkeypatch):
+    return Batches(monkeypatch)
+
+
+@pytest.fixture
+def committed(transactional_db, monkeypatch):
+    """The number of COMMITs the database connections run, in any thread."""
+    count = [0]
+    wrapper = type(connections["default"])
+    real = wrapper._commit
+
+    def commit(self):
+        count[0] += 1
+        return real(self)
+
+    monkeypatch.setattr(wrapper, "_commit", commit)
+    return count
+
+
+@pytest.fixture
+def synced(monkeypatch):
+    """The paths fsync'd by the store, files and directories, in order."""
+    paths: list[Path] = []
+    real = store._fsync
+
+    def fsync(path):
+        paths.append(Path(path))
+        real(path)
+
+    monkeypatch.setattr(store, "_fsync", fsync)
+    return paths
+
+
+def store_call(
+    raw: bytes, mailbox: Mailbox, source: str = "smtp", **kwargs
+) -> Callable[[], InboundMessage]:
+    return lambda: store_message(raw, source=source, mailbox=mailbox, **kwargs)
+
+
+def test_messages_stored_together_share_one_commit_and_one_directory_sync(
+    sysops, probe_handler, batches, committed, synced
+):
+    then = [store_call(hold_mail(f"together {n}"), sysops) for n in range(3)]
+    results = batches.hold(store_call(hold_mail(), sysops), then)
+    assert all(isinstance(result, InboundMessage) for result in results)
+    assert batches.subjects == [["hold"], ["together 0", "together 1", "together 2"]]
+    assert committed[0] == 2  # one COMMIT per batch, not per message
+    files = stored_files()
+    assert len(files) == 4
+    day = files[0].parent
+    assert synced.count(day) == 2  # the directory once per batch, each file once
+    assert sorted(path for path in synced if path.is_file()) == files
+    for message in results:
+        event = Event.objects.get(changes={"message": [None, message.pk]})
+        assert HandlerRun.objects.get(event=event, handler=probe_handler).state == RunState.PENDING
+        assert default_storage.open(message.raw).read() == hold_mail(message.subject)
+
+
+def test_a_database_failure_refuses_every_message_of_its_batch(sysops, batches, monkeypatch):
+    real_record = store.record
+
+    def record(*args, **kwargs):
+        message = InboundMessage.objects.get(pk=kwargs["changes"]["message"][1])
+        if message.subject == "poison":
+            raise OperationalError("database is locked")
+        return real_record(*args, **kwargs)
+
+    monkeypatch.setattr(store, "record", record)
+    then = [store_call(hold_mail(subject), sysops) for subject in ("good", "poison", "fine")]
+    first, *refused = batches.hold(store_call(hold_mail(), sysops), then)
+    assert batches.subjects == [["hold"], ["fine", "good", "poison"]]
+    assert all(isinstance(error, StoreUnavailable) for error in refused)
+    assert not any(error.disk_full for error in refused)
+    assert list(InboundMessage.objects.values_list("pk", flat=True)) == [first.pk]
+    assert Event.objects.filter(kind=EventKind.MAIL_RECEIVED).count() == 1
+    assert stored_files() == [Path(default_storage.path(first.raw))]
+
+
+def test_a_failed_commit_refuses_the_batch_and_keeps_its_files(sysops, batches, monkeypatch):
+    wrapper = type(connections["default"])
+    real = wrapper._commit
+    calls = [0]
+
+    def commit(self):
+        calls[0] += 1
+        if calls[0] == 2:  # the second batch's COMMIT
+            raise OperationalError("disk I/O error")
+        return real(self)
+
+    monkeypatch.setattr(wrapper, "_commit", commit)
+    then = [store_call(hold_mail(f"lost {n}"), sysops) for n in range(2)]
+    first, *refused = batches.hold(store_call(hold_mail(), sysops), then)
+    assert isinstance(first, InboundMessage)
+    assert all(isinstance(error, StoreUnavailable) for error in refused)
+    assert list(InboundMessage.objects.values_list("pk", flat=True)) == [first.pk]
+    # Whether a failed COMMIT kept the rows is unknown to us: their files stay.
+    assert len(stored_files()) == 3
+
+
+def test_a_duplicate_imap_message_in_a_batch_fails_alone(sysops, batches):
+    then = [
+        store_call(hold_mail("imap"), sysops, source="imap", imap_uid="7:42"),
+        store_call(hold_mail("imap again"), sysops, source="imap", imap_uid="7:42"),
+        store_call(hold_mail("smtp"), sysops),
+    ]
+    first, imap, again, smtp = batches.hold(store_call(hold_mail(), sysops), then)
+    assert batches.subjects == [["hold"], ["imap", "imap again", "smtp"]]
+    # Both pollers get the one row that won; the other's file is removed.
+    assert imap.pk == again.pk
+    assert InboundMessage.objects.filter(imap_uid="7:42").count() == 1
+    assert {first.subject, smtp.subject} == {"hold", "smtp"}
+    assert InboundMessage.objects.count() == 3
+    assert len(stored_files()) == 3
+
+
+def test_a_directory_that_cannot_be_synced_refuses_its_messages(sysops, monkeypatch):
+    real = store._fsync
+
+    def fsync(path):
+        if Path(path).is_dir():
+            raise OSError(errno.EIO, "Input/output error")
+        real(path)
+
+    monkeypatch.setattr(store, "_fsync", fsync)
+    with pytest.raises(StoreUnavailable) as refused:
+        store_message(PLAIN, source="smtp", mailbox=sysops)
+    assert not refused.value.disk_full
+    assert not InboundMessage.objects.exists()
+    assert stored_files() == []
+
+
+def test_a_batch_never_exceeds_its_limit(sysops, batches, monkeypatch):
+    monkeypatch.setattr(store.committer, "limit", 2)
+    then = [store_call(hold_mail(f"queued {n}"), sysops) for n in range(5)]
+    results = batches.hold(store_call(hold_mail(), sysops), then)
+    assert all(isinstance(result, InboundMessage) for result in results)
+    assert [len(subjects) for subjects in batches.subjects] == [1, 2, 2, 1]

@@ -34,6 +34,8 @@ MAX_RECIPIENTS = 100
 # An admin's change to the mailboxes reaches a running gateway within this many seconds;
 # reading them for every RCPT cost more than storing the message (bench/README.md).
 MAILBOX_CACHE_SECONDS = 5.0
+# Mails stored at the same time share one commit (store.GroupCommit); a store waiting for
+# its commit keeps its thread, so this also bounds how many mails one commit can hold.
 STORE_THREADS = 4
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, try again later"
 DISK_FULL = "452 4.3.1 Insufficient system storage, try again later"

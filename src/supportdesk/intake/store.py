@@ -7,6 +7,10 @@ sender was promised or leaves the sender to send again.
 
 Order matters: the file first, then the row. A file without a row (a crash between the two)
 is harmless litter; a row without a file would be a promise we cannot keep.
+
+Messages stored at the same time share the costly part (docs/decisions.md, "Group commit in
+the mail gateway"): each caller writes and fsyncs its own file, then one of the waiting
+callers syncs the directories and commits every row queued meanwhile in one transaction.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ import hashlib
 import logging
 import os
 import secrets
+import threading
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from email import policy
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
@@ -39,6 +46,9 @@ SOURCES = ("smtp", "imap")
 HEADER_MAX_CHARS = 998  # the columns' width, RFC 5322's line limit
 HEADER_PEEK_MAX_BYTES = 4 * 1024 * 1024  # read of a message whose headers never end
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+# Messages committed together at most: a bound on what one failure refuses and on how long
+# the write lock is held.
+BATCH_MAX = 64
 
 
 class StoreUnavailable(Exception):  # noqa: N818  (the name the callers use)
@@ -74,12 +84,19 @@ def store_message(
     if imap_uid and mailbox is not None and (found := _stored_imap_message(mailbox, imap_uid)):
         return found
     digest = hashlib.sha256(raw).hexdigest()
-    name = _write_durably(default_storage, raw, digest)
+    name, directories = _write_file(default_storage, raw, digest)
+    message = _new_row(
+        raw, name=name, digest=digest, source=source, mailbox=mailbox,
+        envelope_from=envelope_from, envelope_to=envelope_to, imap_uid=imap_uid,
+    )  # fmt: skip
+    pending = _Pending(message, directories)
+    if connection.in_atomic_block:
+        # The caller's transaction (a test's) commits later, not the group: a batch of one.
+        _commit_batch([pending])
+    else:
+        committer.commit(pending)
     try:
-        return _insert(
-            raw, name=name, digest=digest, source=source, mailbox=mailbox,
-            envelope_from=envelope_from, envelope_to=envelope_to, imap_uid=imap_uid,
-        )  # fmt: skip
+        return pending.result()
     except IntegrityError:
         # Another poller stored the same IMAP message between our look and our insert.
         _remove(default_storage, name)
@@ -111,9 +128,10 @@ def _local_path(storage: Storage, name: str) -> Path | None:
         return None
 
 
-def _write_durably(storage: Storage, raw: bytes, digest: str) -> str:
-    """Save through the storage API, then fsync the file and every directory entry that
-    leads to it and was made now, so that the file survives a power cut once this returns.
+def _write_file(storage: Storage, raw: bytes, digest: str) -> tuple[str, list[Path]]:
+    """Save through the storage API and fsync the file; return its name and the directories
+    to fsync before its row commits: its own, and the parent of each directory made now.
+    Those are left to the batch, which syncs a directory once for all the files it got.
 
     Raises StoreUnavailable (disk_full for ENOSPC/EDQUOT) after removing a half-written file.
     """
@@ -124,14 +142,18 @@ def _write_durably(storage: Storage, raw: bytes, digest: str) -> str:
         name = storage.save(wanted, ContentFile(raw))
         if local is not None:
             _fsync(Path(storage.path(name)))
-            for directory in [local.parent, *(d.parent for d in new_directories)]:
-                _fsync(directory)
     except OSError as error:
         _remove(storage, wanted)
-        full = error.errno in _DISK_FULL
-        reason = "the disk is full" if full else f"the file could not be written ({error})"
-        raise StoreUnavailable(f"The message was not stored: {reason}.", disk_full=full) from error
-    return name
+        raise _file_refused(error) from error
+    if local is None:
+        return name, []
+    return name, [local.parent, *(d.parent for d in new_directories)]
+
+
+def _file_refused(error: OSError) -> StoreUnavailable:
+    full = error.errno in _DISK_FULL
+    reason = "the disk is full" if full else f"the file could not be written ({error})"
+    return StoreUnavailable(f"The message was not stored: {reason}.", disk_full=full)
 
 
 def _missing_directories(directory: Path) -> list[Path]:
@@ -160,7 +182,7 @@ def _remove(storage: Storage, name: str) -> None:
 # ---------------------------------------------------------------- the row
 
 
-def _insert(
+def _new_row(
     raw: bytes,
     *,
     name: str,
@@ -171,7 +193,126 @@ def _insert(
     envelope_to: Sequence[str],
     imap_uid: str,
 ) -> InboundMessage:
-    headers = peek_headers(raw)
+    """The row, not inserted yet: built in the caller's thread, so that the thread committing
+    a batch holds the write lock only for the INSERTs."""
+    return InboundMessage(
+        mailbox=mailbox,
+        source=source,
+        raw=name,
+        size=len(raw),
+        sha256=digest,
+        envelope_from=_clean(envelope_from),
+        envelope_to=[_clean(address) for address in envelope_to],
+        imap_uid=_clean(imap_uid)[:100],
+        **peek_headers(raw),
+    )
+
+
+@dataclass(eq=False)
+class _Pending:
+    """A message whose file is written and synced, waiting for its row's commit. Whichever
+    thread commits it sets `outcome`, then `done` (under the committer's lock)."""
+
+    message: InboundMessage
+    directories: list[Path]
+    outcome: InboundMessage | BaseException | None = None
+    done: bool = False
+
+    def result(self) -> InboundMessage:
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        if self.outcome is None:
+            raise RuntimeError("The message's batch ended without an outcome.")
+        return self.outcome
+
+
+class GroupCommit:
+    """Commits the rows of messages stored at the same time in one transaction.
+
+    It has no thread of its own: the first waiting caller that finds no commit under way
+    leads, committing everything queued (up to `limit`) on its own connection, while the
+    others wait; when it is done they return, or one of them leads the next batch. So there
+    is nothing to start, stop or close, and a lone caller (an IMAP poll) commits at once.
+    """
+
+    def __init__(self, limit: int = BATCH_MAX) -> None:
+        self.limit = limit
+        self._changed = threading.Condition()
+        self._queue: deque[_Pending] = deque()
+        self._leading = False
+
+    def queued(self) -> int:
+        """Messages waiting for a batch, not counting the batch being committed."""
+        return len(self._queue)
+
+    def commit(self, pending: _Pending) -> None:
+        """Return once `pending` has its outcome, from this thread's batch or another's."""
+        with self._changed:
+            self._queue.append(pending)
+        while batch := self._lead_or_wait(pending):
+            self._run(batch)
+
+    def _lead_or_wait(self, pending: _Pending) -> list[_Pending]:
+        """The next batch for this thread to commit; [] once `pending` is done."""
+        with self._changed:
+            while self._leading and not pending.done:
+                self._changed.wait()
+            if pending.done:
+                return []
+            self._leading = True
+            return [self._queue.popleft() for _ in range(min(self.limit, len(self._queue)))]
+
+    def _run(self, batch: list[_Pending]) -> None:
+        try:
+            _commit_batch(batch)
+        finally:
+            with self._changed:
+                for pending in batch:
+                    pending.done = True
+                self._leading = False
+                self._changed.notify_all()
+
+
+committer = GroupCommit()
+
+
+def _commit_batch(batch: list[_Pending]) -> None:
+    """Sync the batch's directories, then commit all its rows at once; set every outcome.
+    Never raises: an unexpected error is each message's outcome, as it was when alone."""
+    try:
+        ready = _sync_directories(batch)
+        if ready:
+            _insert_batch(ready)
+    except Exception as error:  # noqa: BLE001  (raised again by each waiting caller)
+        for pending in batch:
+            if pending.outcome is None:
+                pending.outcome = error
+
+
+def _sync_directories(batch: list[_Pending]) -> list[_Pending]:
+    """fsync each directory once for all the batch's files in it, so that their names
+    survive a power cut; return the messages whose directories synced, refuse the others."""
+    failed: dict[Path, OSError] = {}
+    for directory in dict.fromkeys(d for pending in batch for d in pending.directories):
+        try:
+            _fsync(directory)
+        except OSError as error:
+            failed[directory] = error
+    ready = []
+    for pending in batch:
+        errors = [failed[d] for d in pending.directories if d in failed]
+        if not errors:
+            ready.append(pending)
+            continue
+        _remove(default_storage, pending.message.raw)
+        pending.outcome = _file_refused(errors[0])
+        pending.outcome.__cause__ = errors[0]
+    return ready
+
+
+def _insert_batch(batch: list[_Pending]) -> None:
+    """One transaction for the whole batch: a database failure refuses every message in it,
+    and only a commit that succeeded lets any caller answer "stored"."""
     committing = False
     try:
         if connection.vendor == "sqlite" and not connection.in_atomic_block:
@@ -180,38 +321,52 @@ def _insert(
             with connection.cursor() as cursor:
                 cursor.execute("PRAGMA synchronous=FULL")
         with transaction.atomic():
-            message = InboundMessage(
-                mailbox=mailbox,
-                source=source,
-                raw=name,
-                size=len(raw),
-                sha256=digest,
-                envelope_from=_clean(envelope_from),
-                envelope_to=[_clean(address) for address in envelope_to],
-                imap_uid=_clean(imap_uid)[:100],
-                **headers,
-            )
-            rows.insert(message)  # the ORM's create cost more than the SQL (rows.py)
-            record(
-                None,
-                EventKind.MAIL_RECEIVED,
-                acting_user=None,
-                via=Via.EMAIL,
-                changes={"message": [None, message.pk]},
-                version=1,
-            )
+            outcomes = [_insert_one(pending.message) for pending in batch]
             committing = True  # leaving the block commits
-    except IntegrityError:
-        raise
     except DatabaseError as error:
+        _refuse(batch, error, committing=committing)
+        return
+    for pending, outcome in zip(batch, outcomes, strict=True):
+        pending.outcome = outcome
+
+
+def _insert_one(message: InboundMessage) -> InboundMessage | IntegrityError:
+    """An IMAP message goes in under a savepoint: one stored meanwhile by another poller
+    (the unique imap_uid) fails alone, not the batch it shares."""
+    if not message.imap_uid:
+        _insert_rows(message)
+        return message
+    try:
+        with transaction.atomic():
+            _insert_rows(message)
+    except IntegrityError as error:
+        return error
+    return message
+
+
+def _insert_rows(message: InboundMessage) -> None:
+    rows.insert(message)  # the ORM's create cost more than the SQL (rows.py)
+    record(
+        None,
+        EventKind.MAIL_RECEIVED,
+        acting_user=None,
+        via=Via.EMAIL,
+        changes={"message": [None, message.pk]},
+        version=1,
+    )
+
+
+def _refuse(batch: list[_Pending], error: DatabaseError, *, committing: bool) -> None:
+    for pending in batch:
+        name = pending.message.raw
         if committing:
-            # The commit itself failed, so whether the row exists is unknown: keep the file,
-            # which a committed row would need; without a row it is harmless.
+            # The commit itself failed, so whether the rows exist is unknown: keep the files,
+            # which committed rows would need; without a row they are harmless.
             logger.warning("Commit failed; the raw file %s may be unreferenced.", name)
         else:
             _remove(default_storage, name)
-        raise StoreUnavailable(f"The database is unavailable: {error}") from error
-    return message
+        pending.outcome = StoreUnavailable(f"The database is unavailable: {error}")
+        pending.outcome.__cause__ = error
 
 
 def peek_headers(raw: bytes) -> dict[str, str]:

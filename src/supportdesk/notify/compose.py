@@ -45,7 +45,9 @@ def as_bytes(message: EmailMessage) -> bytes:
         mime.attach(text)
         mime.attach(_text_part(html, "html"))
     subject = str(message.subject)
-    mime["Subject"] = subject if subject.isascii() else Header(subject, _UTF8_QP, header_name="Subject").encode()
+    mime["Subject"] = (
+        subject if subject.isascii() else Header(subject, _UTF8_QP, header_name="Subject").encode()
+    )
     mime["From"] = str(message.from_email)
     for name, addresses in (("To", message.to), ("Cc", message.cc), ("Reply-To", message.reply_to)):
         if addresses:
