@@ -446,3 +446,24 @@ def test_agents_reject_and_delete_held_messages(alice, bob):
     with pytest.raises(InvalidChange):
         intake.delete_message(processed)
     assert name
+
+
+def test_the_message_is_read_and_parsed_before_the_write_transaction(bob, monkeypatch):
+    """On SQLite the processing transaction holds the one write lock, which the gateway's
+    commits wait for: the parse, the longest step, must run before it begins."""
+    from django.db import connection
+
+    from supportdesk.intake import process
+
+    depths: list[int] = []
+    real = process.parse_message
+
+    def watched(raw: bytes):
+        depths.append(len(connection.atomic_blocks))  # the test's own block is the first
+        return real(raw)
+
+    monkeypatch.setattr(process, "parse_message", watched)
+    message = store(plain(sender=bob.email, subject="Outside"))
+    outside = len(connection.atomic_blocks)
+    assert run_processing(message).state == MessageState.PROCESSED
+    assert depths == [outside]

@@ -66,11 +66,18 @@ def process_message(message: InboundMessage, *, accept: Acceptance | None = None
     """
     expected = MessageState.HELD if accept else MessageState.STORED
     try:
+        found = rows.fetch_one(_peek_sql(), [message.pk])
+        if found is None:
+            return message  # deleted before its run
+        name, stored_id, state = found
+        # Read and parse before the transaction, which holds the one write lock on SQLite:
+        # the raw file never changes, and parsing was the longest part of the processing.
+        ahead = _Read.of(str(name)) if state == expected else None
         with transaction.atomic():
-            locked = _lock(message)
+            locked = _lock(message, str(stored_id or ""))
             if locked is None or locked.state != expected:
                 return locked or message  # done already: the outbox ran it twice
-            _process(locked, accept)
+            _process(locked, accept, ahead if ahead and ahead.name == locked.raw else None)
             locked.processed_at = timezone.now()
             rows.update(locked, _PROCESSED_FIELDS)
             return locked
@@ -88,15 +95,26 @@ def process_stored(message_pk: int) -> InboundMessage | None:
     return None if processed._state.adding else processed
 
 
-def _lock(message: InboundMessage) -> InboundMessage | None:
+@dataclass(frozen=True)
+class _Read:
+    """A stored message's bytes and what the parser made of them."""
+
+    name: str
+    raw: bytes
+    parsed: ParsedMessage
+
+    @classmethod
+    def of(cls, name: str) -> _Read:
+        with default_storage.open(name, "rb") as stored:
+            raw = bytes(stored.read())
+        return cls(name, raw, parse_message(raw))
+
+
+def _lock(message: InboundMessage, stored_id: str) -> InboundMessage | None:
     """Lock the message and every copy with the same Message-ID (as the store read it), in
     one order: two workers given the SMTP and the IMAP copy at once then take turns, and the
     second finds the first's result and marks its copy a duplicate. (On SQLite the
     transaction's write lock, taken at BEGIN, already serializes them.)"""
-    found = rows.fetch_one(_message_id_sql(), [message.pk])
-    if found is None:
-        return None
-    stored_id = str(found[0] or "")
     params = [message.pk, stored_id] if stored_id else [message.pk]
     for row in rows.fetch_all(_lock_sql(bool(stored_id), connection.vendor), params):
         copy, mailbox, kind, priority = rows.build_joined(row, *_LOCKED_MODELS)
@@ -131,8 +149,9 @@ def _lock_sql(by_message_id: bool, vendor: str) -> str:
 
 
 @cache
-def _message_id_sql() -> str:
-    return f"SELECT message_id FROM {rows.table(InboundMessage)} WHERE id = %s"  # noqa: S608
+def _peek_sql() -> str:
+    table = rows.table(InboundMessage)
+    return f"SELECT raw, message_id, state FROM {table} WHERE id = %s"  # noqa: S608
 
 
 def _quarantine(message: InboundMessage, error: Exception) -> InboundMessage:
@@ -141,17 +160,12 @@ def _quarantine(message: InboundMessage, error: Exception) -> InboundMessage:
         if locked is None or locked.state != MessageState.STORED:
             return locked or message
         with contextlib.suppress(Exception):  # the message may be unreadable: keep the error
-            _describe(locked, parse_message(_read_raw(locked)))
+            _describe(locked, _Read.of(locked.raw).parsed)
         locked.state = MessageState.QUARANTINED
         locked.error = safe_text(f"{type(error).__name__}: {error}")[:10_000]
         locked.processed_at = timezone.now()
         locked.save()
         return locked
-
-
-def _read_raw(message: InboundMessage) -> bytes:
-    with default_storage.open(message.raw, "rb") as stored:
-        return bytes(stored.read())
 
 
 def _describe(message: InboundMessage, parsed: ParsedMessage) -> None:
@@ -160,9 +174,9 @@ def _describe(message: InboundMessage, parsed: ParsedMessage) -> None:
     message.subject = parsed.subject[:_FIELD_MAX]
 
 
-def _process(message: InboundMessage, accept: Acceptance | None) -> None:
-    raw = _read_raw(message)
-    parsed = parse_message(raw)
+def _process(message: InboundMessage, accept: Acceptance | None, ahead: _Read | None) -> None:
+    read = ahead or _Read.of(message.raw)
+    raw, parsed = read.raw, read.parsed
     _describe(message, parsed)
     message.error = ""
     if _is_duplicate(message):
