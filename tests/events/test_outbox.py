@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -202,3 +203,46 @@ def test_a_full_batch_leaves_a_wake_up_for_the_rest(probe, alice, bob, monkeypat
     assert DBTaskResult.objects.ready().count() == 1  # for the third
     assert tasks.run_due.call([]) == 1
     assert DBTaskResult.objects.ready().count() == 1  # nothing more was enqueued
+
+
+def test_a_dead_workers_leases_end_at_the_next_sweep_and_a_live_ones_do_not(probe, alice, bob):
+    """A worker killed on this machine leaves no process: its runs are taken over at once,
+    not when their lease runs out. A live process, and another machine's, keep theirs."""
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # exited and reaped: its pid names no process now
+    host = socket.gethostname()
+    owners = {
+        "dead": f"{host}:{gone.pid}",
+        "alive": f"{host}:{os.getppid()}",
+        "elsewhere": f"another-{host}:{gone.pid}",
+    }
+    ticket = make_ticket(requester=bob)
+    runs = {}
+    for name, owner in owners.items():
+        ticket = edit(ticket, alice, title=name)
+        run = HandlerRun.objects.order_by("-pk").first()
+        assert tasks.claim(run.pk) is not None
+        HandlerRun.objects.filter(pk=run.pk).update(leased_by=owner)
+        runs[name] = run.pk
+    assert tasks.sweep() == 1
+    claimable = set(tasks.due_run_ids(limit=10))
+    assert runs["dead"] in claimable
+    assert runs["alive"] not in claimable
+    assert runs["elsewhere"] not in claimable
+    taken = tasks.claim(runs["dead"])
+    assert taken is not None
+    assert taken.attempts == 2
+
+
+def test_a_worker_id_fits_its_column_whatever_the_host_name(monkeypatch):
+    import socket
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "h" * 300)
+    name = tasks.worker_id()
+    assert len(name) == tasks.WORKER_ID_MAX
+    assert name.endswith(f":{os.getpid()}")
+    assert not tasks._is_dead_here(name)  # this very process

@@ -39,11 +39,18 @@ SWEEP_LIMIT = 1000
 BACKOFF_FIRST_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 3600.0
 ERROR_MAX = 2000
+WORKER_ID_MAX = 64  # HandlerRun.leased_by and WorkerHeartbeat.worker_id
 
 
 def worker_id() -> str:
-    """This process's name on the runs it leases (a forked worker gets its own)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process's name on the runs it leases (a forked worker gets its own), as
+    `host:pid`, the host cut so that it fits the column whole."""
+    pid = str(os.getpid())
+    return f"{_host(len(pid))}:{pid}"
+
+
+def _host(pid_digits: int) -> str:
+    return socket.gethostname()[: WORKER_ID_MAX - 1 - pid_digits]
 
 
 @task()
@@ -212,6 +219,7 @@ def sweep(now: datetime | None = None) -> int:
     came, runs whose wake-up was lost. Safe in several workers at once: the claim decides.
     Returns how many runs it woke."""
     now = now or timezone.now()
+    _end_leases_of_dead_workers(now)
     stranded_query = Q(state=RunState.RUNNING, lease_until__lt=now)
     if not DBTaskResult.objects.ready().exists():
         # Nobody is draining the queue: a run still waiting after a sweep interval lost its
@@ -227,6 +235,36 @@ def sweep(now: datetime | None = None) -> int:
     for chunk in _chunks(ids, BATCH):
         run_due.enqueue(chunk)
     return len(ids)
+
+
+def _end_leases_of_dead_workers(now: datetime) -> int:
+    """End at once the leases held by a worker of this machine whose process is gone (killed,
+    crashed), instead of when they run out (SUPPORTDESK_TASK_LEASE_SECONDS, 5 minutes by
+    default): a restarted worker's first sweep takes its predecessor's runs over. A live
+    process, or one on another machine, keeps its lease; a reused pid only delays this to
+    the lease's end. Returns how many leases it ended."""
+    held = HandlerRun.objects.filter(state=RunState.RUNNING, lease_until__gte=now)
+    dead = {
+        leased_by
+        for leased_by in held.values_list("leased_by", flat=True).distinct()
+        if _is_dead_here(leased_by)
+    }
+    if not dead:
+        return 0
+    return held.filter(leased_by__in=dead).update(lease_until=now - timedelta(microseconds=1))
+
+
+def _is_dead_here(leased_by: str) -> bool:
+    name, _, pid = leased_by.rpartition(":")
+    if not pid.isdigit() or name != _host(len(pid)) or int(pid) in (0, os.getpid()):
+        return False
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, as another user's
+        return False
+    return False
 
 
 def _chunks(ids: Iterable[int], size: int) -> list[list[int]]:

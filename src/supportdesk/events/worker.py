@@ -32,7 +32,7 @@ def beat(started_at: datetime, now: datetime | None = None) -> None:
     whole when this process starts (`started_at` is new): in a container every worker may
     be pid 1 on a reused hostname, so its row can already exist from a previous life."""
     now = now or timezone.now()
-    name = worker_id()[:64]
+    name = worker_id()  # fits the column whole
     if WorkerHeartbeat.objects.filter(worker_id=name, started_at=started_at).update(seen_at=now):
         return
     WorkerHeartbeat.objects.update_or_create(
