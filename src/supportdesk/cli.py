@@ -27,9 +27,6 @@ if TYPE_CHECKING:
 
 STOP_GRACE_SECONDS = 7.0  # then SIGKILL: Ctrl-C must finish within 10 s whatever a child does
 READY_TIMEOUT_SECONDS = 30.0
-# How much lower the workers' CPU priority is than the web server's and the gateway's:
-# enough that they get the CPU first when both want it (nice 10 weighs a tenth of nice 0).
-WORKER_NICENESS = 10
 ROLES = ("customer", "agent", "admin")
 
 
@@ -337,19 +334,15 @@ def cmd_web(args: argparse.Namespace) -> int:
     )
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
+def cmd_worker(_args: argparse.Namespace) -> int:
     """django-tasks-db's worker in this process; it handles SIGINT and SIGTERM itself.
 
-    Never with reload: a reload can stop a task half-way (it follows DEBUG by default).
-    At a lower CPU priority (`--nice`): a backlog of processing must not slow the mail
-    gateway's answers or the pages, which someone is waiting for; the backlog waits, stored."""
+    Never with reload: a reload can stop a task half-way (it follows DEBUG by default)."""
     from django.core.management import call_command
 
     from supportdesk.events.worker import start_sweeper
 
     require_secret_key()
-    if args.nice:
-        os.nice(args.nice)
     _say("Background worker started (Ctrl-C to stop).")
     stop = threading.Event()
     start_sweeper(stop)
@@ -595,17 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_options(web)
     web.set_defaults(handler=cmd_web)
 
-    worker = commands.add_parser("worker", help="run the background worker only")
-    worker.add_argument(
-        "--nice",
-        type=int,
-        choices=range(20),
-        default=WORKER_NICENESS,
-        metavar="N",
-        help="lower the worker's CPU priority by N (0-19) below the web server's and the mail"
-        " gateway's (default: %(default)s)",
+    commands.add_parser("worker", help="run the background worker only").set_defaults(
+        handler=cmd_worker
     )
-    worker.set_defaults(handler=cmd_worker)
     smtpd = commands.add_parser(
         "smtpd", help="run the inbound mail gateway only (SMTP, for the configured mailboxes)"
     )
