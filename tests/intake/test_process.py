@@ -47,8 +47,13 @@ def test_a_mail_to_sysops_opens_an_urgent_incident_for_its_sender(bob):
     assert ticket.description == "The primary database stopped answering at 09:58."
     assert sorted(c.email for c in ticket.ccs.all()) == ["ops@acme.test"]  # not our mailbox
     assert attachment_names(ticket) == ["original-message.eml"]
-    with ticket.attachments.get().file.open("rb") as original:
-        assert original.read() == corpus("alternative.eml")
+    original = ticket.attachments.get()
+    assert original.file.name == message.raw  # the kept raw file itself, not a copy
+    assert original.size == len(corpus("alternative.eml"))
+    with original.file.open("rb") as kept:
+        assert kept.read() == corpus("alternative.eml")
+    with pytest.raises(InvalidChange):
+        intake.delete_message(message)  # so the file the ticket shows can never go
     created = Event.objects.get(ticket=ticket, kind=EventKind.CREATED)
     assert created.via == "email"
     assert created.runs.filter(handler="mail_on_created").exists()  # the acknowledgement

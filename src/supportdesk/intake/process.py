@@ -33,6 +33,7 @@ from supportdesk.intake import loop_guard, threads
 from supportdesk.intake.models import InboundMessage, Mailbox, MessageState, UnknownSender
 from supportdesk.intake.parse import ParsedMessage, parse_message, safe_text, trim_reply
 from supportdesk.tickets import services
+from supportdesk.tickets.attachments import StoredFile
 from supportdesk.tickets.inputs import MAX_CCS
 from supportdesk.tickets.models import DONE_STATUSES, Priority, Status, Ticket, TicketType
 from supportdesk.tickets.validation import TEXT_MAX, TITLE_MAX, Upload
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 # Where a message with no mailbox left (deleted since it arrived) opens its ticket.
 FALLBACK_TYPE, FALLBACK_PRIORITY = "question", "normal"
 _FIELD_MAX = 998
+ORIGINAL_NAME = "original-message.eml"
 # What processing may change on the message: written in one statement (supportdesk/rows.py).
 _PROCESSED_FIELDS = (
     "message_id", "from_address", "subject", "state", "error", "ticket", "response",
@@ -294,7 +296,7 @@ def _reply(
         return
     if sender.is_customer and ticket.status in DONE_STATUSES:
         ticket = services.reopen_ticket(ticket, acting_user=sender, via=Via.EMAIL)
-    uploads, notes = _uploads(parsed, raw)
+    uploads, notes = _uploads(message, parsed, raw)
     text = trim_reply(parsed.text)
     body = _with_notes(text or "(The message had no text; the original is attached.)", notes)
     response = services.add_response(
@@ -331,7 +333,7 @@ def _open(
         _mark(message, MessageState.HELD, f"{parsed.from_address} opened {limit} tickets by mail in the last hour.")  # fmt: skip
         return
     mailbox = message.mailbox
-    uploads, notes = _uploads(parsed, raw)
+    uploads, notes = _uploads(message, parsed, raw)
     text = parsed.text.strip()
     if follow_up_of is not None:
         text = f"Follow-up to #{follow_up_of.number}\n\n{text}"
@@ -358,14 +360,20 @@ def _with_notes(text: str, notes: list[str]) -> str:
     return (text + tail).strip()
 
 
-def _uploads(parsed: ParsedMessage, raw: bytes) -> tuple[list[Upload], list[str]]:
+def _uploads(
+    message: InboundMessage, parsed: ParsedMessage, raw: bytes
+) -> tuple[list[Upload], list[str]]:
     """The original message and its attachments as uploads, with the upload limits: what
     is empty or too large is left out and noted, never a reason to fail the message."""
     limit = settings.UPLOAD_MAX_BYTES
-    files = [("original-message.eml", raw)]
-    files += [(a.filename, a.content) for a in parsed.attachments]
+    files = [(a.filename, a.content) for a in parsed.attachments]
     uploads: list[Upload] = []
     notes: list[str] = []
+    if raw and len(raw) <= limit:
+        # The raw file itself, never copied: a processed message is kept (services.py).
+        uploads.append(StoredFile(ORIGINAL_NAME, len(raw), message.raw))
+    else:
+        files.insert(0, (ORIGINAL_NAME, raw))  # noted below as empty or too large
     for name, content in files:
         if not content:
             notes.append(f"{name} was empty and is not attached.")

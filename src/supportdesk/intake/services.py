@@ -14,8 +14,9 @@ from supportdesk.errors import Forbidden, InvalidChange
 from supportdesk.intake.models import InboundMessage, MessageState
 from supportdesk.intake.process import Acceptance, process_message
 
-# A processed message is the record that guards against its redelivered copy; a stored one
-# is about to be processed. Neither may go.
+# A processed message is the record that guards against its redelivered copy, and its raw
+# file is also its ticket's original-message.eml (process.py); a stored one is about to be
+# processed. Neither may go.
 _KEPT_STATES = (MessageState.STORED, MessageState.PROCESSED)
 
 
