@@ -117,7 +117,8 @@ def _stored_imap_message(mailbox: Mailbox, imap_uid: str) -> InboundMessage | No
 
 def raw_name(digest: str) -> str:
     """mail/raw/YYYY/MM/DD/<digest prefix>-<random>.eml: dated for an operator's incremental
-    backups (a processed message's file is also its ticket's original, never to be pruned), random so that the same bytes received twice are two files, never one overwritten."""
+    backups (a processed message's file is also its ticket's original, never pruned), and
+    random so that the same bytes received twice are two files, never one overwritten."""
     return f"mail/raw/{timezone.now():%Y/%m/%d}/{digest[:16]}-{secrets.token_hex(8)}.eml"
 
 
