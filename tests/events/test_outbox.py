@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
@@ -246,3 +247,39 @@ def test_a_worker_id_fits_its_column_whatever_the_host_name(monkeypatch):
     assert len(name) == tasks.WORKER_ID_MAX
     assert name.endswith(f":{os.getpid()}")
     assert not tasks._is_dead_here(name)  # this very process
+
+
+def test_runs_are_claimed_together_once_and_their_success_settles_only_for_their_claim(
+    probe, alice, bob
+):
+    ticket = make_ticket(requester=bob)
+    for n in range(3):
+        ticket = edit(ticket, alice, title=f"Title {n}")
+    ids = list(HandlerRun.objects.order_by("pk").values_list("pk", flat=True))
+    with CaptureQueriesContext(connection) as queries:
+        first = tasks.claim_many(list(reversed(ids)))
+    assert [run.pk for run in first] == list(reversed(ids))  # in the order asked
+    assert len(queries) == 2  # one UPDATE for all, one SELECT of their events
+    assert all(run.event.pk == run.event_id for run in first)
+    assert tasks.claim_many(ids) == []  # leased: nobody else gets them
+
+    # The first claim's lease runs out on one run, and another claim takes it over.
+    HandlerRun.objects.filter(pk=ids[0]).update(lease_until=timezone.now() - timedelta(seconds=1))
+    (second,) = tasks.claim_many([ids[0]])
+    assert tasks._settle_done(first) == 2  # the run taken over keeps its new claim
+    states = dict(HandlerRun.objects.values_list("pk", "state"))
+    assert states == {ids[0]: RunState.RUNNING, ids[1]: RunState.DONE, ids[2]: RunState.DONE}
+    assert tasks._settle_done([second]) == 1
+    assert HandlerRun.objects.get(pk=ids[0]).state == RunState.DONE
+
+
+def test_a_failure_in_a_claimed_group_is_written_alone_and_the_others_succeed(probe, alice, bob):
+    ticket = make_ticket(requester=bob)
+    for n in range(3):
+        ticket = edit(ticket, alice, title=f"Title {n}")
+    ids = list(HandlerRun.objects.order_by("pk").values_list("pk", flat=True))
+    OUTCOMES.extend([None, DeliveryError("later", retry_after=60), None])
+    assert tasks.execute_many(ids) == 3
+    states = dict(HandlerRun.objects.values_list("pk", "state"))
+    assert states == {ids[0]: RunState.DONE, ids[1]: RunState.PENDING, ids[2]: RunState.DONE}
+    assert HandlerRun.objects.get(pk=ids[1]).last_error == "later"

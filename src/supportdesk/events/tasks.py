@@ -35,6 +35,7 @@ from supportdesk.events.models import Event, HandlerRun, RunState
 logger = logging.getLogger(__name__)
 
 BATCH = 50  # runs one wake-up may drain, so a backlog needs few tasks
+CLAIM_MAX = 8  # runs claimed in one statement: a killed worker leaves at most this many
 SWEEP_LIMIT = 1000
 BACKOFF_FIRST_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 3600.0
@@ -58,9 +59,9 @@ def run_due(run_ids: list[int]) -> int:
     """Run these runs if they are still due, then drain other due runs, up to BATCH; after
     a full batch, leave a wake-up for the rest (changes may not have left one, see wake)."""
     with registry.runs_scope():
-        ran = sum(execute(run_id) for run_id in run_ids)
+        ran = _execute_in_chunks(run_ids)
         while ran < BATCH:
-            more = sum(execute(run_id) for run_id in due_run_ids(limit=BATCH - ran))
+            more = _execute_in_chunks(due_run_ids(limit=BATCH - ran))
             if more == 0:
                 return ran
             ran += more
@@ -85,27 +86,37 @@ def due_run_ids(*, limit: int, now: datetime | None = None) -> list[int]:
 
 
 def claim(run_id: int) -> HandlerRun | None:
-    """Lease the run to this worker if it is due or its lease expired; one UPDATE, so of
-    several workers exactly one gets it. `attempts` counts claims and fences the result.
+    """Lease the run to this worker if it is due or its lease expired (see claim_many)."""
+    claimed = claim_many([run_id])
+    return claimed[0] if claimed else None
 
-    Written once (supportdesk/rows.py): every run pays for its claim, and the ORM's
-    compilation of the UPDATE and of the run's and event's SELECT cost more than the handler
-    of an acknowledgement spends in SQLite (bench/README.md, "Mail in")."""
+
+def claim_many(run_ids: Sequence[int]) -> list[HandlerRun]:
+    """Lease to this worker those of the runs that are due or whose lease expired, in the
+    order given, each with its event; one UPDATE, so of several workers exactly one gets
+    each run. `attempts` counts claims and fences a failure's outcome; the lease's end,
+    the same for the runs claimed together, fences their success (see _settle_done).
+
+    Written once per count (supportdesk/rows.py), and one UPDATE for several runs: each
+    write waits its turn at SQLite's one write lock, which the mail gateway's commits
+    wait for too (bench/README.md, "Mail in")."""
+    if not run_ids:
+        return []
     now = timezone.now()
-    lease_until = now + timedelta(seconds=settings.TASK_LEASE_SECONDS)
-    lease, due = _prepared_time(lease_until), _prepared_time(now)
-    claimed, pending = RunState.RUNNING, RunState.PENDING
-    row = rows.fetch_one(
-        _claim_sql(), [claimed, lease, worker_id(), run_id, pending, due, claimed, due]
+    lease = _prepared_time(now + timedelta(seconds=settings.TASK_LEASE_SECONDS))
+    due, claimed, pending = _prepared_time(now), RunState.RUNNING, RunState.PENDING
+    found = rows.fetch_all(
+        _claim_sql(len(run_ids)),
+        [claimed, lease, worker_id(), *run_ids, pending, due, claimed, due],
     )
-    if row is None:
-        return None
-    run = rows.build(HandlerRun, row)
-    found = rows.fetch_one(_event_sql(), [run.event_id])
-    if found is None:  # pragma: no cover  (a run is deleted with its event, never alone)
-        return None
-    run.event = rows.build(Event, found)
-    return run
+    runs = {run.pk: run for run in (rows.build(HandlerRun, row) for row in found)}
+    if not runs:
+        return []
+    events = rows.fetch_all(_events_sql(len(runs)), [run.event_id for run in runs.values()])
+    by_id = {event.pk: event for event in (rows.build(Event, row) for row in events)}
+    for run in runs.values():
+        run.event = by_id[run.event_id]
+    return [runs[run_id] for run_id in dict.fromkeys(run_ids) if run_id in runs]
 
 
 def _prepared_time(value: datetime) -> object:
@@ -113,28 +124,47 @@ def _prepared_time(value: datetime) -> object:
 
 
 @cache
-def _claim_sql() -> str:
+def _claim_sql(count: int) -> str:
     table = rows.table(HandlerRun)
     returning = rows.columns(HandlerRun, table)
+    marks = ", ".join(["%s"] * count)
     return (
         f"UPDATE {table} SET state = %s, lease_until = %s, leased_by = %s,"  # noqa: S608
-        " attempts = attempts + 1"
-        " WHERE id = %s AND ((state = %s AND due_at <= %s) OR (state = %s AND lease_until < %s))"
+        f" attempts = attempts + 1 WHERE id IN ({marks})"
+        " AND ((state = %s AND due_at <= %s) OR (state = %s AND lease_until < %s))"
         f" RETURNING {returning}"
     )
 
 
 @cache
-def _event_sql() -> str:
+def _events_sql(count: int) -> str:
     table = rows.table(Event)
-    return f"SELECT {rows.columns(Event, table)} FROM {table} WHERE id = %s"  # noqa: S608
+    marks = ", ".join(["%s"] * count)
+    return f"SELECT {rows.columns(Event, table)} FROM {table} WHERE id IN ({marks})"  # noqa: S608
 
 
 def execute(run_id: int) -> int:
     """Claim and run one run; 1 if this worker ran it, 0 if it was not due or not ours."""
-    run = claim(run_id)
-    if run is None:
-        return 0
+    return execute_many([run_id])
+
+
+def _execute_in_chunks(run_ids: Sequence[int]) -> int:
+    return sum(execute_many(chunk) for chunk in _chunks(run_ids, CLAIM_MAX))
+
+
+def execute_many(run_ids: Sequence[int]) -> int:
+    """Claim these runs together and run each that this worker got; how many it ran.
+
+    A failure is written at once; the successes together, after the last: a worker killed
+    in between leaves them to run again (at least once, as a kill anywhere does), one write
+    instead of one each."""
+    claimed = claim_many(run_ids)
+    _settle_done([run for run in claimed if _run_handler(run)])  # in order, one at a time
+    return len(claimed)
+
+
+def _run_handler(run: HandlerRun) -> bool:
+    """Call the run's handler; False, with the failure written, when it raised."""
     function = registry.handler(run.handler)
     try:
         if function is None:
@@ -146,8 +176,31 @@ def execute(run_id: int) -> int:
         logger.exception("handler %s failed on event %s", run.handler, run.event_id)
         _failed(run, f"{type(error).__name__}: {error}", permanent=False, retry_after=None)
     else:
-        _settle(run, state=RunState.DONE, last_error="", finished_at=timezone.now())
-    return 1
+        return True
+    return False
+
+
+def _settle_done(runs: Sequence[HandlerRun]) -> int:
+    """Mark the runs done, those still held by the claim that ran them (same worker, same
+    lease): a run whose lease ran out and was taken over keeps its successor's outcome."""
+    if not runs:
+        return 0
+    finished = _prepared_time(timezone.now())
+    fence = [RunState.RUNNING, runs[0].leased_by]
+    params: list[object] = [RunState.DONE, finished, *fence]
+    for run in runs:
+        assert run.lease_until is not None  # noqa: S101  (claimed runs are leased)
+        params += [run.pk, _prepared_time(run.lease_until)]
+    return rows.execute(_settle_done_sql(len(runs)), params)
+
+
+@cache
+def _settle_done_sql(count: int) -> str:
+    pairs = " OR ".join(["(id = %s AND lease_until = %s)"] * count)
+    return (
+        f"UPDATE {rows.table(HandlerRun)} SET state = %s, lease_until = NULL,"  # noqa: S608
+        f" last_error = '', finished_at = %s WHERE state = %s AND leased_by = %s AND ({pairs})"
+    )
 
 
 def _settle(run: HandlerRun, **fields: object) -> bool:
