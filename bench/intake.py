@@ -581,7 +581,7 @@ def run(args: argparse.Namespace, home: Path) -> int:
                 wait_started([workers[index]], [logs[index]], [marks])
             outcome.refresh(prefix)
             sink.read()
-            acked = sum(1 for mid in sent.accepted if outcome.acks.get(mid) in sink.accepted)
+            acked = sum(1 for mid in list(sent.accepted) if outcome.acks.get(mid) in sink.accepted)
             now = time.monotonic()
             if now - last_print >= 5:
                 say(
