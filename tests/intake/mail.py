@@ -13,9 +13,9 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from supportdesk.events.models import EventKind, HandlerRun, Via
-from supportdesk.events.record import record
+from supportdesk.events.models import HandlerRun
 from supportdesk.events.tasks import execute
+from supportdesk.intake import store as store_module
 from supportdesk.intake.models import InboundMessage, Mailbox, MessageState
 from supportdesk.tickets.models import Priority, Ticket, TicketType
 
@@ -66,19 +66,12 @@ def store(raw: bytes, *, to: str = "support") -> InboundMessage:
     box = mailbox(to)
     digest = hashlib.sha256(raw).hexdigest()
     name = default_storage.save(f"mail/raw/{digest[:16]}.eml", ContentFile(raw))
+    message = InboundMessage(
+        mailbox=box, source="smtp", raw=name, size=len(raw), sha256=digest,
+        envelope_to=[box.address],
+    )  # fmt: skip
     with transaction.atomic():
-        message = InboundMessage.objects.create(
-            mailbox=box, source="smtp", raw=name, size=len(raw), sha256=digest,
-            envelope_to=[box.address],
-        )  # fmt: skip
-        record(
-            None,
-            EventKind.MAIL_RECEIVED,
-            acting_user=None,
-            via=Via.EMAIL,
-            changes={"message": [None, message.pk]},
-            version=1,
-        )
+        store_module._insert_rows(message)  # the row and its processing run, as the gateway's
     return message
 
 

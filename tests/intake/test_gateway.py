@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from django.core.files.storage import FileSystemStorage, default_storage
-from django.db import OperationalError, connection
+from django.db import connection
 
 from supportdesk.events import registry
 from supportdesk.events.models import Event, EventKind, HandlerRun, RunState
@@ -25,7 +25,7 @@ from supportdesk.intake import store
 from supportdesk.intake.mailboxes import ensure_default_mailboxes
 from supportdesk.intake.models import InboundMessage
 from supportdesk.intake.smtpd import STORE_THREADS, Gateway
-from tests.intake.test_store import Batches
+from tests.intake.test_store import Batches, poison_records
 from tests.smtp_sink import HOST, free_port
 
 DOMAIN = "support.localhost"
@@ -298,15 +298,7 @@ def test_mails_arriving_together_are_committed_together(gateway, batches, monkey
 
 
 def test_a_database_failure_answers_451_to_every_mail_of_its_batch(gateway, batches, monkeypatch):
-    real_record = store.record
-
-    def record(*args, **kwargs):
-        message = InboundMessage.objects.get(pk=kwargs["changes"]["message"][1])
-        if message.subject == "poison":
-            raise OperationalError("database is locked")
-        return real_record(*args, **kwargs)
-
-    monkeypatch.setattr(store, "record", record)
+    poison_records(monkeypatch)
     first, *refused = together(gateway, batches, ["good", "poison"])
     assert first[0] == 250
     assert [(code, text[:5]) for code, text in refused] == [(451, b"4.3.0")] * 2

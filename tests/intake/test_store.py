@@ -334,16 +334,22 @@ def test_messages_stored_together_share_one_commit_and_one_directory_sync(
         assert default_storage.open(message.raw).read() == hold_mail(message.subject)
 
 
-def test_a_database_failure_refuses_every_message_of_its_batch(sysops, batches, monkeypatch):
+def poison_records(monkeypatch, subject: str = "poison") -> None:
+    """The database fails while it records the message with this subject, inside the
+    transaction of the batch it shares."""
     real_record = store.record
 
     def record(*args, **kwargs):
         message = InboundMessage.objects.get(pk=kwargs["changes"]["message"][1])
-        if message.subject == "poison":
+        if message.subject == subject:
             raise OperationalError("database is locked")
         return real_record(*args, **kwargs)
 
     monkeypatch.setattr(store, "record", record)
+
+
+def test_a_database_failure_refuses_every_message_of_its_batch(sysops, batches, monkeypatch):
+    poison_records(monkeypatch)
     then = [store_call(hold_mail(subject), sysops) for subject in ("good", "poison", "fine")]
     first, *refused = batches.hold(store_call(hold_mail(), sysops), then)
     assert batches.subjects == [["hold"], ["fine", "good", "poison"]]
