@@ -16,15 +16,18 @@ import time
 from pathlib import Path
 
 import pytest
+from aiosmtpd.smtp import SMTP
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import connection
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from supportdesk.events import registry
 from supportdesk.events.models import Event, EventKind, HandlerRun, RunState
 from supportdesk.intake import store
 from supportdesk.intake.mailboxes import ensure_default_mailboxes
 from supportdesk.intake.models import InboundMessage
-from supportdesk.intake.smtpd import STORE_THREADS, Gateway
+from supportdesk.intake.smtpd import STORE_THREADS, Gateway, GatewayHandler, _GatewaySMTP
 from tests.intake.test_store import Batches, poison_records
 from tests.smtp_sink import HOST, free_port
 
@@ -408,3 +411,59 @@ def test_stopping_closes_the_database_connection_of_every_store_thread(
     assert len(closed_in) == smtpd.STORE_THREADS
     assert len(set(closed_in)) == smtpd.STORE_THREADS  # each thread once
     assert threading.get_ident() not in closed_in
+
+
+# ---------------------------------------------------------------- the address of MAIL and RCPT
+
+_ATEXT = "abcXYZ0189!#$%&'*+/=?^_`{|}~-"
+_PATHS = st.one_of(
+    st.text(max_size=60),
+    st.builds(
+        "{}<{}@{}>{}".format,
+        st.sampled_from(["", " ", "\t", "  "]),
+        st.text(alphabet=_ATEXT + '.@"\\ ()<>,;:[]', min_size=0, max_size=20),
+        st.text(alphabet="abc-09.[]:", min_size=0, max_size=20),
+        st.sampled_from(["", " SIZE=100", " BODY=8BITMIME SMTPUTF8", ">", " <x@y>"]),
+    ),
+)
+
+
+def _smtp(smtp_class: type[SMTP], **kwargs) -> SMTP:
+    handler = GatewayHandler(executor=None)  # type: ignore[arg-type]  (never called here)
+    return smtp_class(handler, **kwargs)
+
+
+@given(arg=_PATHS)
+@example(arg="<a@b.c>\n")
+@example(arg="<a@b.c> (comment) SIZE=1")
+@example(arg="<a@b.c>\t\tSIZE=1")
+@example(arg="<a..b@c>")
+def test_the_fast_address_parse_reads_every_path_as_aiosmtpd_does(arg):
+    """_GatewaySMTP reads a plain `<local@domain>` itself and leaves the rest to aiosmtpd:
+    every path, plain or not, must come out exactly as aiosmtpd's own parse gives it."""
+    ours = _smtp(_GatewaySMTP, line_length_limit=1001)
+    theirs = _smtp(SMTP)
+    assert ours._getaddr(arg) == theirs._getaddr(arg)
+
+
+@pytest.mark.parametrize(
+    ("arg", "expected"),
+    [
+        ("<bob@acme.test>", ("bob@acme.test", "")),
+        ("<bob.o'neil+tag@mail.acme.test> SIZE=120", ("bob.o'neil+tag@mail.acme.test", "SIZE=120")),
+        ("<>", ("<>", "")),  # the null sender: aiosmtpd's own parse
+        ('<"bob smith"@acme.test>', ('"bob smith"@acme.test', "")),
+        ("<bob@acme.test", ("bob@acme.test", "")),  # aiosmtpd's lenient parse, as before
+        ("<bob@@acme.test>", (None, None)),
+    ],
+)
+def test_paths_read_as_senders_write_them(arg, expected):
+    assert _smtp(_GatewaySMTP, line_length_limit=1001)._getaddr(arg) == expected
+
+
+def test_a_local_part_over_the_limit_is_refused_by_the_fast_parse_too():
+    ours, theirs = _smtp(_GatewaySMTP, line_length_limit=1001), _smtp(SMTP)
+    ours.local_part_limit = theirs.local_part_limit = 64  # aiosmtpd's switch: off by default
+    for arg in (f"<{'a' * 65}@acme.test>", f"<{'a' * 64}@acme.test>"):
+        assert ours._getaddr(arg) == theirs._getaddr(arg)
+    assert ours._getaddr(f"<{'a' * 65}@acme.test>") == (None, None)
