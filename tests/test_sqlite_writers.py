@@ -143,3 +143,51 @@ def test_a_lone_write_outside_a_transaction_queues_on_the_lock_instead_of_failin
     assert order[0] == "first"
     assert Counter.objects.get(name="lone").value == 21  # both ran, after the first
     assert lock_is_free()
+
+
+def _database_file_digest() -> str:
+    import hashlib
+
+    with open(connection.settings_dict["NAME"], "rb") as database:
+        return hashlib.sha256(database.read()).hexdigest()
+
+
+def test_checkpoints_run_every_so_many_writes_after_the_lock_is_let_go(monkeypatch):
+    """A checkpoint is the only thing that writes the database file itself (writes go to the
+    write-ahead log): the file changes at the first commit from the CHECKPOINT_EVERY-th write
+    on, not before, and the checkpoint finds the lock file free: no writer waited for it."""
+    if on_postgresql():
+        return
+    from supportdesk.sqlite_backend import base
+
+    monkeypatch.setattr(base, "CHECKPOINT_EVERY", 6)
+    lock_free_at_checkpoint: list[bool] = []
+    checkpoint = base.DatabaseWrapper._checkpoint_if_due
+
+    def observed(self: base.DatabaseWrapper) -> None:
+        if self._writes_since_checkpoint >= base.CHECKPOINT_EVERY:
+            lock_free_at_checkpoint.append(lock_is_free())
+        checkpoint(self)
+
+    monkeypatch.setattr(base.DatabaseWrapper, "_checkpoint_if_due", observed)
+    connection.close()  # a new connection: a write count of 0, the PRAGMAs applied
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA wal_autocheckpoint")
+        assert cursor.fetchone()[0] == base.AUTOCHECKPOINT_PAGES
+        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # start from a log already copied
+    before = _database_file_digest()
+    for number in range(5):  # transactions and lone writes both count
+        if number % 2:
+            Counter.objects.create(name=f"checkpoint {number}", value=number)
+        else:
+            with transaction.atomic():
+                Counter.objects.create(name=f"checkpoint {number}", value=number)
+    Counter.objects.create(name="checkpoint 5", value=5)  # the sixth, a lone write
+    assert _database_file_digest() == before, "no checkpoint before the sixth write's commit"
+    assert lock_free_at_checkpoint == []
+    with transaction.atomic():
+        Counter.objects.create(name="checkpoint 6", value=6)
+    assert _database_file_digest() != before, "the commit's checkpoint copied the log"
+    assert lock_free_at_checkpoint == [True]
+    assert connection.connection is not None
+    assert connection._writes_since_checkpoint == 0
