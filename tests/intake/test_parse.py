@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+from email import message_from_bytes, policy
+
 import pytest
 
+from supportdesk.intake import parse
 from supportdesk.intake.loop_guard import automatic_reason
 from supportdesk.intake.parse import parse_message, trim_reply
 from tests.intake.mail import CORPUS, corpus, plain
@@ -100,11 +104,179 @@ def test_quoted_history_and_signatures_are_trimmed(text, kept):
 
 @pytest.mark.parametrize("name", sorted(p.name for p in CORPUS.glob("*.eml")))
 def test_the_header_classes_made_once_parse_as_the_stdlib_policy_does(name, monkeypatch):
-    from email import policy
-
-    from supportdesk.intake import parse
-
     assert parse.POLICY.header_factory["Subject"] is parse.POLICY.header_factory["subject"]
+    assert all(isinstance(p, parse._HeaderOnceMessage) for p in _parsed(corpus(name)).walk())
     ours = parse_message(corpus(name))
     monkeypatch.setattr(parse, "POLICY", policy.default)
     assert ours == parse_message(corpus(name))
+
+
+# Headers a test reads on every part besides the part's own, present or not.
+READ = ("content-type", "content-disposition", "content-transfer-encoding", "subject", "x-new",
+        "mime-version", "from", "to")  # fmt: skip
+
+
+def _parsed(raw: bytes, with_policy=None):
+    return message_from_bytes(raw, policy=with_policy or parse.POLICY)
+
+
+def _attempt(read):
+    try:
+        return read()
+    except Exception as error:  # noqa: BLE001  (the reference must raise the same)
+        return type(error).__name__
+
+
+def header_view(msg):
+    """What reading the message tells, part by part: every header as get(), [] and get_all()
+    give it, and what the content-type helpers and get_body() make of them."""
+    parts = list(msg.walk())
+    view = []
+    for part in parts:
+        names = sorted({k.lower() for k in part} | set(READ))
+        headers = {
+            name: (
+                _attempt(lambda p=part, n=name: (str(p.get(n)), type(p.get(n)).__name__)),
+                _attempt(lambda p=part, n=name: str(p[n])),
+                _attempt(lambda p=part, n=name: [str(h) for h in p.get_all(n, [])]),
+                name in part,
+            )
+            for name in names
+        }
+        body = _attempt(lambda p=part: p.get_body())
+        view.append(
+            (
+                headers,
+                [(k, str(v)) for k, v in part.raw_items()],
+                _attempt(part.get_content_type),
+                _attempt(part.get_params),
+                _attempt(part.get_filename),
+                _attempt(part.get_content_charset),
+                _attempt(part.get_boundary),
+                _attempt(part.is_attachment),
+                next((i for i, p in enumerate(parts) if p is body), body),
+            )
+        )
+    return view
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CORPUS.glob("*.eml")))
+def test_every_header_of_every_part_reads_as_with_the_stdlib_policy(name):
+    ours = _parsed(corpus(name))
+    reference = header_view(_parsed(corpus(name), policy.default))
+    assert header_view(ours) == reference
+    assert header_view(ours) == reference  # read again, from what the first reading kept
+
+
+MULTIPART = b"""From: Bob <bob@acme.test>
+Subject: =?utf-8?q?Caf=C3=A9?=
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="outer"
+
+--outer
+Content-Type: text/plain; charset=utf-8
+
+Hello.
+--outer
+Content-Type: application/pdf; name="a.pdf"
+Content-Disposition: attachment; filename="a.pdf"
+Content-Transfer-Encoding: base64
+
+JVBERi0=
+--outer--
+"""
+
+# Every way to change a message's headers, public or not; each on a message whose every
+# header was read first, so a kept header that is not read anew shows.
+CHANGES = {
+    "setitem": lambda m: m.__setitem__("X-New", "added"),
+    "delitem": lambda m: m.__delitem__("Content-Type"),
+    "delitem and setitem": lambda m: (m.__delitem__("Subject"), m.__setitem__("Subject", "b")),
+    "add_header": lambda m: m.add_header("Content-Disposition", "inline", filename="b.txt"),
+    "replace_header": lambda m: m.replace_header("Content-Type", "text/html; charset=latin-1"),
+    "set_raw after del": lambda m: (
+        m.__delitem__("Content-Type"),
+        m.set_raw("Content-Type", "a/b"),
+    ),
+    "set_param": lambda m: m.set_param("charset", "iso-8859-1"),
+    "set_param disposition": lambda m: m.set_param("filename", "c.pdf", "Content-Disposition"),
+    "del_param": lambda m: m.del_param("boundary"),
+    "set_type": lambda m: m.set_type("multipart/alternative"),
+    "set_boundary": lambda m: m.set_boundary("changed"),
+    "set_payload with a charset": lambda m: m.set_payload("caf\xe9", "iso-8859-1"),
+    "set_charset": lambda m: m.set_charset("utf-8"),
+    "set_default_type": lambda m: (m.__delitem__("Content-Type"), m.set_default_type("a/b")),
+    "make_mixed": lambda m: m.get_payload(0).make_mixed(),
+    "make_alternative": lambda m: m.get_payload(0).make_alternative(),
+    "make_related": lambda m: m.get_payload(0).make_related(),
+    "add_attachment": lambda m: m.add_attachment(b"x", "application", "zip", filename="z.zip"),
+    "add_related": lambda m: m.get_payload(0).add_related("<p>x</p>", "html"),
+    "add_alternative": lambda m: m.get_payload(0).add_alternative("<p>x</p>", "html"),
+    "set_content": lambda m: m.get_payload(0).set_content("new text", subtype="html"),
+    "clear": lambda m: m.clear(),
+    "clear_content": lambda m: m.clear_content(),
+    "headers rewritten directly": lambda m: setattr(m, "_headers", m._headers[::-1]),
+    "another policy": lambda m: setattr(m, "policy", policy.compat32),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES.values(), ids=CHANGES.keys())
+def test_a_changed_message_reads_its_changed_headers(change):
+    ours, reference = _parsed(MULTIPART), _parsed(MULTIPART, policy.default)
+    assert header_view(ours) == header_view(reference)
+    assert _attempt(lambda: change(ours)) == _attempt(lambda: change(reference))
+    assert header_view(ours) == header_view(reference)
+
+
+def test_a_replaced_header_is_read_anew_not_from_what_was_kept():
+    msg = _parsed(MULTIPART)
+    assert msg.get_content_type() == "multipart/mixed"
+    assert msg["content-type"] is msg.get("Content-Type")  # kept, not parsed twice
+    msg.replace_header("Content-Type", "text/plain")
+    assert msg.get_content_type() == "text/plain"
+    msg.set_param("charset", "latin-1")
+    assert msg.get_content_charset() == "latin-1"
+    assert msg["Content-Type"].params == {"charset": "latin-1"}
+    del msg["Content-Type"]
+    assert msg.get("content-type") is None
+    assert msg.get_content_type() == "text/plain"  # the default type
+    msg.set_raw("Content-Type", "image/png")
+    assert msg.get_content_type() == "image/png"
+    del msg["Subject"]
+    msg["Subject"] = "Plain"
+    assert str(msg["subject"]) == "Plain"
+    assert [str(h) for h in msg.get_all("subject")] == ["Plain"]
+
+
+def test_copies_and_their_originals_read_their_own_headers():
+    """A shallow copy shares the header list with its original (so a change in place shows in
+    both), a deep copy does not: both as with the stdlib policy."""
+    ours, reference = _parsed(MULTIPART), _parsed(MULTIPART, policy.default)
+    views = []
+    for msg in (ours, reference):
+        assert str(msg["Subject"]) == "Café"
+        shallow, deep = copy.copy(msg), copy.deepcopy(msg)
+        shallow.replace_header("Subject", "shallow")
+        shallow["X-New"] = "shallow"
+        deep.replace_header("Subject", "deep")
+        deep.get_payload(1).set_param("filename", "b.pdf", "Content-Disposition")
+        del deep["Content-Type"]
+        views.append([header_view(m) for m in (msg, shallow, deep)])
+    assert views[0] == views[1]
+    assert str(ours["Subject"]) == "shallow"
+    assert ours.get_payload(1).get_filename() == "a.pdf"
+
+
+def test_a_part_the_generator_copies_and_changes_is_written_with_its_changed_headers():
+    """To write an 8-bit body as 7-bit text the generator deep-copies the part, sets a new
+    Content-Transfer-Encoding and Content-Type on the copy and reads them back."""
+    raw = (
+        b"From: a@acme.test\nSubject: inner\nContent-Type: text/plain; charset=latin-1\n"
+        b"Content-Transfer-Encoding: 8bit\n\nCaf\xe9 cr\xe8me\n"
+    )
+    ours, reference = _parsed(raw), _parsed(raw, policy.default)
+    assert ours.get_content_charset() == "latin-1"  # read, and kept, before writing
+    written = ours.as_string()
+    assert "Content-Transfer-Encoding: quoted-printable" in written
+    assert written == reference.as_string()
+    assert header_view(ours) == header_view(reference)  # the original is unchanged

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message
+from email.policy import Policy
 from email.utils import getaddresses, parseaddr
+from typing import Any, TypeVar, overload
 
 import nh3
 
@@ -50,8 +52,60 @@ class _HeaderClasses(HeaderRegistry):
         return made
 
 
-# policy.default, with the header classes made once.
-POLICY = policy.default.clone(header_factory=_HeaderClasses())
+_T = TypeVar("_T")
+
+
+class _HeaderOnceMessage(EmailMessage):
+    """An EmailMessage that parses each of its headers once. The stdlib parses a header anew
+    on every get(), and the feed parser, get_content_type(), get_body(), is_attachment() and
+    get_param() read Content-Type again and again: a short plain mail cost 13 header parses
+    for the 6 headers read, a multipart one with an attachment 54 for 15. Parsing each once
+    took parse_message from 1.3 to 0.7 ms of CPU for the one and from 5.2 to 1.8 ms for the
+    other.
+
+    A parsed header is reused only while the very (name, value) pair it was made from is still
+    the first of that name in the message and the policy is the same one. Every change to the
+    headers puts new pairs in or takes that one out, by whatever path (set_param, set_boundary,
+    make_mixed and clear_content rewrite the list without a public setter), so there is no
+    invalidation to forget. That needs the pair and what it parses into to be immutable, so
+    only a tuple of two plain strings parsed into a header object is kept (a header set by
+    assignment is stored parsed already, and compat32's Header objects can change)."""
+
+    _headers: list[tuple[str, Any]]  # the stdlib's, which its type stubs leave out
+
+    def __init__(self, policy: Policy[Any] | None = None) -> None:
+        super().__init__(policy)
+        self._parsed: dict[str, tuple[tuple[str, Any], Policy[Any], BaseHeader]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy starts with nothing parsed: the generator deep-copies parts to rewrite them
+        (an 8-bit body in a 7-bit output), and copying parse trees with them would be slower
+        and recurse deeper than copying the raw headers."""
+        state = dict(vars(self))
+        state["_parsed"] = {}
+        return state
+
+    @overload
+    def get(self, name: str, failobj: None = None) -> Any | None: ...
+    @overload
+    def get(self, name: str, failobj: _T) -> Any | _T: ...
+    def get(self, name: str, failobj: object = None) -> Any:
+        name = name.lower()
+        for pair in self._headers:
+            if pair[0].lower() != name:
+                continue
+            known = self._parsed.get(name)
+            if known is not None and known[0] is pair and known[1] is self.policy:
+                return known[2]
+            header = self.policy.header_fetch_parse(*pair)
+            if type(pair) is tuple and type(pair[1]) is str and isinstance(header, BaseHeader):
+                self._parsed[name] = (pair, self.policy, header)
+            return header
+        return failobj
+
+
+# policy.default, with the header classes made once and each header of a message parsed once.
+POLICY = policy.default.clone(header_factory=_HeaderClasses(), message_factory=_HeaderOnceMessage)
 
 
 @dataclass(frozen=True)
