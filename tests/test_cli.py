@@ -340,16 +340,40 @@ def test_serve_demo_runs_the_site_and_stops_everything_on_ctrl_c(tmp_path):
             serve.wait()
 
 
-def test_worker_runs_until_sigterm_and_exits_0(home):
+def _autogroup_niceness(pid: int | str) -> int | None:
+    """The niceness of the process's autogroup (its session's share of the CPU against
+    other sessions), or None where the kernel has no autogroup scheduling."""
+    try:
+        return int(Path(f"/proc/{pid}/autogroup").read_text().split("nice")[-1])
+    except OSError:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("options", "niceness", "own_session"),
+    [([], 10, False), (["--nice", "3"], 3, False), ([], 10, True), (["--nice", "0"], 0, True)],
+)
+def test_worker_runs_until_sigterm_and_exits_0_at_a_lower_cpu_priority(
+    home, options, niceness, own_session
+):
+    """Lower within its session, and its session lower against the others when it leads
+    its own (as `serve` starts it); a session it shares keeps its priority."""
     worker = subprocess.Popen(
-        [sys.executable, "-m", "supportdesk", "worker"], env=cli_environment(home),
+        [sys.executable, "-m", "supportdesk", "worker", *options], env=cli_environment(home),
         cwd=home.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=own_session,
     )  # fmt: skip
     try:
         assert worker.stdout is not None
         assert "Background worker started" in worker.stdout.readline()
         time.sleep(0.5)  # into its polling loop
         assert worker.poll() is None
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, worker.pid) == min(19, ours + niceness)
+        our_group = _autogroup_niceness("self")
+        if our_group is not None:  # Linux with autogroup scheduling, as Debian's kernels
+            expected = min(19, our_group + niceness) if own_session else our_group
+            assert _autogroup_niceness(worker.pid) == expected
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=10) == 0
     finally:
@@ -386,3 +410,11 @@ def test_web_servers_default_to_two_processes_per_cpu_with_two_threads(
     for command in ("serve", "web"):
         args = cli.build_parser().parse_args([command])
         assert (args.workers, args.threads) == (processes, 2)
+
+
+@pytest.mark.parametrize("value", ["-1", "20", "ten"])
+def test_worker_refuses_a_niceness_out_of_range(home, value):
+    result = supportdesk(home, "worker", "--nice", value)
+    assert result.returncode == 2
+    assert "--nice" in result.stderr
+    assert "Traceback" not in result.stderr

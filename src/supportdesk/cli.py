@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 STOP_GRACE_SECONDS = 7.0  # then SIGKILL: Ctrl-C must finish within 10 s whatever a child does
 READY_TIMEOUT_SECONDS = 30.0
+# How much lower the workers' CPU priority is than the web server's and the gateway's:
+# enough that they get the CPU first when both want it (nice 10 weighs a tenth of nice 0).
+WORKER_NICENESS = 10
 ROLES = ("customer", "agent", "admin")
 
 
@@ -334,15 +337,38 @@ def cmd_web(args: argparse.Namespace) -> int:
     )
 
 
-def cmd_worker(_args: argparse.Namespace) -> int:
+def lower_priority(niceness: int) -> None:
+    """Lower this process's CPU priority by `niceness`, and its session's when it leads one.
+
+    With autogroup scheduling (Linux's default where it is built in, as in Debian's kernels)
+    the CPU is shared between sessions first, and a process's niceness only weighs within
+    its own session. `serve` starts each child in a session of its own, so the worker's
+    niceness alone changed nothing beside the gateway (bench/README.md, "Mail in"): its
+    session's niceness must be lowered too. A worker sharing a session (started from a
+    shell with others) leaves the session's alone, which would lower theirs as well.
+    """
+    os.nice(niceness)
+    if os.getsid(0) != os.getpid():
+        return
+    with contextlib.suppress(OSError):  # no autogroup scheduling: the niceness above is all
+        autogroup = Path("/proc/self/autogroup")
+        current = int(autogroup.read_text().split("nice")[-1])
+        autogroup.write_text(str(min(19, current + niceness)))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
     """django-tasks-db's worker in this process; it handles SIGINT and SIGTERM itself.
 
-    Never with reload: a reload can stop a task half-way (it follows DEBUG by default)."""
+    Never with reload: a reload can stop a task half-way (it follows DEBUG by default).
+    At a lower CPU priority (`--nice`): a backlog of processing must not slow the mail
+    gateway's answers or the pages, which someone is waiting for; the backlog waits, stored."""
     from django.core.management import call_command
 
     from supportdesk.events.worker import start_sweeper
 
     require_secret_key()
+    if args.nice:
+        lower_priority(args.nice)
     _say("Background worker started (Ctrl-C to stop).")
     stop = threading.Event()
     start_sweeper(stop)
@@ -588,9 +614,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_options(web)
     web.set_defaults(handler=cmd_web)
 
-    commands.add_parser("worker", help="run the background worker only").set_defaults(
-        handler=cmd_worker
+    worker = commands.add_parser("worker", help="run the background worker only")
+    worker.add_argument(
+        "--nice",
+        type=int,
+        choices=range(20),
+        default=WORKER_NICENESS,
+        metavar="N",
+        help="lower the worker's CPU priority by N (0-19) below the web server's and the mail"
+        " gateway's (default: %(default)s)",
     )
+    worker.set_defaults(handler=cmd_worker)
     smtpd = commands.add_parser(
         "smtpd", help="run the inbound mail gateway only (SMTP, for the configured mailboxes)"
     )
