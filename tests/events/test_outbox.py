@@ -283,34 +283,3 @@ def test_a_failure_in_a_claimed_group_is_written_alone_and_the_others_succeed(pr
     states = dict(HandlerRun.objects.values_list("pk", "state"))
     assert states == {ids[0]: RunState.DONE, ids[1]: RunState.PENDING, ids[2]: RunState.DONE}
     assert HandlerRun.objects.get(pk=ids[1]).last_error == "later"
-
-
-def test_a_backlog_wakes_another_worker_at_once(probe, alice, bob, monkeypatch):
-    """A worker that starts on more than one claim's worth leaves a wake-up for a peer
-    before it runs anything, so the backlog is not drained by one worker alone; with one
-    claim's worth or less, or a wake-up already waiting, it leaves none."""
-    monkeypatch.setattr(tasks, "CLAIM_MAX", 2)
-    ticket = make_ticket(requester=bob)
-    waiting_when_run: list[int] = []
-    probe_on_updated = registry._handlers["probe_on_updated"]
-
-    def observing(event: Event) -> None:
-        waiting_when_run.append(DBTaskResult.objects.ready().count())
-        probe_on_updated(event)
-
-    monkeypatch.setitem(registry._handlers, "probe_on_updated", observing)
-    for n in range(3):
-        ticket = edit(ticket, alice, title=f"Title {n}")
-    DBTaskResult.objects.all().delete()
-    assert tasks.run_due.call([]) == 3
-    assert waiting_when_run == [1, 1, 1]  # left before the first run, and only one
-    assert DBTaskResult.objects.ready().count() == 1
-
-    DBTaskResult.objects.all().delete()
-    waiting_when_run.clear()
-    for n in range(2):
-        ticket = edit(ticket, alice, title=f"Again {n}")
-    DBTaskResult.objects.all().delete()
-    assert tasks.run_due.call([]) == 2
-    assert waiting_when_run == [0, 0]  # one claim's worth: no peer needed
-    assert DBTaskResult.objects.ready().count() == 0

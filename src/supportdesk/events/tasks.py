@@ -57,15 +57,7 @@ def _host(pid_digits: int) -> str:
 @task()
 def run_due(run_ids: list[int]) -> int:
     """Run these runs if they are still due, then drain other due runs, up to BATCH; after
-    a full batch, leave a wake-up for the rest (changes may not have left one, see wake).
-
-    A backlog of more than one claim's worth also leaves a wake-up at once, for another
-    worker: one wake-up waits for all changes on SQLite (see wake), so the first worker to
-    take it drained the backlog alone while the others polled an empty queue, at two thirds
-    of the CPUs (bench/README.md, "Mail in"). Each worker that starts on a backlog wakes the
-    next, and never leaves more than one wake-up waiting."""
-    if len(due_run_ids(limit=CLAIM_MAX + 1)) > CLAIM_MAX:
-        _wake_a_peer()
+    a full batch, leave a wake-up for the rest (changes may not have left one, see wake)."""
     with registry.runs_scope():
         ran = _execute_in_chunks(run_ids)
         while ran < BATCH:
@@ -253,11 +245,6 @@ def wake(run_ids: Sequence[int]) -> None:
     if connection.vendor == "sqlite" and _wake_up_waiting():
         return
     run_due.enqueue(list(run_ids))
-
-
-def _wake_a_peer() -> None:
-    if not _wake_up_waiting():
-        run_due.enqueue([])
 
 
 def _wake_up_waiting() -> bool:
