@@ -61,6 +61,13 @@ def parse_args() -> argparse.Namespace:
         "--workers", type=int, default=2, help="worker processes, as `serve` starts (default 2)"
     )
     parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the workers' `--nice` (default: the worker's own default, 10)",
+    )
+    parser.add_argument(
         "--kills",
         type=int,
         default=3,
@@ -293,9 +300,12 @@ def seed(orgs: int, customers: int) -> list[str]:
 # ---------------------------------------------------------------- workers
 
 
+WORKER_NICE: list[str] = []  # `--nice N` for every worker, from --worker-nice
+
+
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [*bench.supportdesk_command(), "worker"],
+        [*bench.supportdesk_command(), "worker", *WORKER_NICE],
         env=env,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
@@ -481,6 +491,8 @@ def main() -> int:
     args = parse_args()
     if args.null is not None:
         return run_null(args.null)
+    if args.worker_nice is not None:
+        WORKER_NICE[:] = ["--nice", str(args.worker_nice)]
     try:
         import aiosmtpd  # noqa: F401
     except ImportError:
@@ -664,6 +676,7 @@ def run(args: argparse.Namespace, home: Path) -> int:
         "mails": args.mails,
         "senders": args.senders,
         "workers": args.workers,
+        "worker_nice": args.worker_nice,
         "kills": args.kills,
         "lease_seconds": args.lease,
         "orgs": args.orgs,
