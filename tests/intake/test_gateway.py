@@ -467,3 +467,40 @@ def test_a_local_part_over_the_limit_is_refused_by_the_fast_parse_too():
     for arg in (f"<{'a' * 65}@acme.test>", f"<{'a' * 64}@acme.test>"):
         assert ours._getaddr(arg) == theirs._getaddr(arg)
     assert ours._getaddr(f"<{'a' * 65}@acme.test>") == (None, None)
+
+
+def test_the_gateway_process_hands_the_gil_over_often(monkeypatch):
+    """`supportdesk smtpd` shortens the GIL's switch interval for its process: the thread
+    committing a batch holds the database's write lock and must get the GIL back soon."""
+    from supportdesk.intake import smtpd
+
+    class Stopped:
+        started = stopped = False
+
+        def __init__(self, host: str, port: int) -> None:
+            pass
+
+        def start(self) -> None:
+            Stopped.started = True
+
+        def stop(self) -> None:
+            Stopped.stopped = True
+
+    class StopAtOnce(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            return True
+
+    monkeypatch.setattr(smtpd, "Gateway", Stopped)
+    monkeypatch.setattr(smtpd.threading, "Event", StopAtOnce)
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    default = sys.getswitchinterval()
+    try:
+        assert smtpd.run(HOST, 0) == 0
+        assert sys.getswitchinterval() == pytest.approx(smtpd.GIL_SWITCH_SECONDS)
+        assert default > smtpd.GIL_SWITCH_SECONDS
+        assert Stopped.started
+        assert Stopped.stopped
+    finally:
+        sys.setswitchinterval(default)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
