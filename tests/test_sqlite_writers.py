@@ -3,6 +3,7 @@
 import fcntl
 import os
 import threading
+import time
 
 import pytest
 from django.db import connection, connections, transaction
@@ -191,3 +192,71 @@ def test_checkpoints_run_every_so_many_writes_after_the_lock_is_let_go(monkeypat
     assert lock_free_at_checkpoint == [True]
     assert connection.connection is not None
     assert connection._writes_since_checkpoint == 0
+
+
+def _urgent_writer_waiting() -> bool:
+    """Whether a writer holds the urgent lock file shared, as it does while it waits."""
+    descriptor = os.open(f"{connection.settings_dict['NAME']}-writer-urgent", os.O_RDWR)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)
+    return False
+
+
+def test_an_urgent_writer_goes_before_writers_that_come_after_it():
+    """The mail gateway's commit (urgent_writes) waits for the transaction holding the lock,
+    and not for a worker's that asks after it: that one waits until the urgent one has it."""
+    if on_postgresql():
+        return
+    Counter.objects.create(name="urgent", value=0)
+    with transaction.atomic():  # makes the lock files; held until the writers queue
+        pass
+    order: list[str] = []
+    errors: list[BaseException] = []
+    holding, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        try:
+            with transaction.atomic():
+                Counter.objects.filter(name="urgent").update(value=1)
+                holding.set()
+                release.wait(10)
+                order.append("holder")
+        except BaseException as error:  # noqa: BLE001  (reported below)
+            errors.append(error)
+        finally:
+            connection.close()
+
+    def writer(name: str, *, urgent: bool) -> None:
+        try:
+            connection.ensure_connection()
+            connection.urgent_writes = urgent
+            with transaction.atomic():
+                Counter.objects.filter(name="urgent").update(value=F("value") + 1)
+                order.append(name)
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=holder)
+    first.start()
+    assert holding.wait(5)
+    urgent = threading.Thread(target=writer, args=("gateway",), kwargs={"urgent": True})
+    urgent.start()
+    deadline = time.monotonic() + 5
+    while not _urgent_writer_waiting():
+        assert time.monotonic() < deadline, "the urgent writer never queued"
+        time.sleep(0.01)
+    later = threading.Thread(target=writer, args=("worker",), kwargs={"urgent": False})
+    later.start()
+    time.sleep(0.3)  # the worker is blocked by now, on the urgent lock file
+    release.set()
+    for thread in (first, urgent, later):
+        thread.join(10)
+    assert errors == []
+    assert order == ["holder", "gateway", "worker"]
+    assert Counter.objects.get(name="urgent").value == 3

@@ -321,6 +321,8 @@ def _insert_batch(batch: list[_Pending]) -> None:
             # (SQLite refuses the change inside a transaction: a caller's, such as a test's.)
             with connection.cursor() as cursor:
                 cursor.execute("PRAGMA synchronous=FULL")
+            # A sender waits for this commit: it goes before the workers' (sqlite_backend).
+            setattr(connection, "urgent_writes", True)  # noqa: B010  (our backend's alone)
         with transaction.atomic():
             outcomes = [_insert_one(pending.message) for pending in batch]
             committing = True  # leaving the block commits
