@@ -283,3 +283,31 @@ def test_a_failure_in_a_claimed_group_is_written_alone_and_the_others_succeed(pr
     states = dict(HandlerRun.objects.values_list("pk", "state"))
     assert states == {ids[0]: RunState.DONE, ids[1]: RunState.PENDING, ids[2]: RunState.DONE}
     assert HandlerRun.objects.get(pk=ids[1]).last_error == "later"
+
+
+def test_a_bulk_handlers_runs_are_taken_after_every_other_due_run(probe, alice, bob, monkeypatch):
+    """Stored mail is processed by a bulk handler: a backlog of it must not hold back the
+    follow-ups of changes already made (an acknowledgement, a page), even newer ones."""
+    monkeypatch.setattr(registry, "_bulk", set())
+    calls: list[str] = []
+    registry.register(EventKind.CREATED, name="bulk_on_created", bulk=True)(
+        lambda event: calls.append("bulk")
+    )
+    monkeypatch.setitem(registry._handlers, "probe_on_updated", lambda event: calls.append("probe"))
+    ticket = make_ticket(requester=bob)  # a bulk run, due first
+    ticket = edit(ticket, alice, title="Later")  # a run of an ordinary handler, due after it
+    bulk_run = HandlerRun.objects.get(handler="bulk_on_created")
+    probe_run = only_run()
+    assert bulk_run.due_at <= probe_run.due_at
+    assert tasks.due_run_ids(limit=10) == [probe_run.pk, bulk_run.pk]
+    assert tasks.due_run_ids(limit=1) == [probe_run.pk]
+    assert tasks.run_due.call([]) == 2
+    assert calls == ["probe", "bulk"]
+    assert registry.bulk_handlers() == {"bulk_on_created"}
+    registry.unregister("bulk_on_created")
+    assert registry.bulk_handlers() == frozenset()
+
+
+def test_stored_mail_is_processed_by_a_bulk_handler():
+    assert "process_on_mail_received" in registry.bulk_handlers()
+    assert "mail_on_created" not in registry.bulk_handlers()

@@ -20,20 +20,27 @@ Handler = Callable[["Event"], None]
 
 _handlers: dict[str, Handler] = {}
 _by_kind: dict[str, list[str]] = {}
+_bulk: set[str] = set()
 _scopes: list[Callable[[], AbstractContextManager[object]]] = []
 
 
-def register(*kinds: str, name: str) -> Callable[[Handler], Handler]:
+def register(*kinds: str, name: str, bulk: bool = False) -> Callable[[Handler], Handler]:
     """Run the decorated function for every event of these kinds, as the handler `name`
     (`<effect>_on_<event>`, e.g. "mail_on_response_added"). It takes the Event, may run
     more than once for it (at least once, never in parallel with itself), and raises
-    supportdesk.errors.DeliveryError for a failure to retry or, when permanent, to give up."""
+    supportdesk.errors.DeliveryError for a failure to retry or, when permanent, to give up.
+
+    A `bulk` handler's due runs are taken after every other due run (tasks.due_run_ids): the
+    processing of stored mail, whose backlog after a burst would otherwise keep each new
+    ticket's acknowledgement, and an urgent incident's page, waiting behind all of it."""
 
     def decorate(function: Handler) -> Handler:
         existing = _handlers.get(name)
         if existing is not None and existing is not function:
             raise ValueError(f"Two handlers are named {name!r}.")
         _handlers[name] = function
+        if bulk:
+            _bulk.add(name)
         for kind in kinds:
             names = _by_kind.setdefault(str(kind), [])
             if name not in names:
@@ -51,9 +58,14 @@ def handler(name: str) -> Handler | None:
     return _handlers.get(name)
 
 
+def bulk_handlers() -> frozenset[str]:
+    return frozenset(_bulk)
+
+
 def unregister(name: str) -> None:
     """For tests that register a handler of their own."""
     _handlers.pop(name, None)
+    _bulk.discard(name)
     for names in _by_kind.values():
         if name in names:
             names.remove(name)

@@ -8,7 +8,7 @@ from supportdesk.events.models import Event, EventKind
 from supportdesk.intake.process import process_stored
 
 
-@registry.register(EventKind.MAIL_RECEIVED, name="process_on_mail_received")
+@registry.register(EventKind.MAIL_RECEIVED, name="process_on_mail_received", bulk=True)
 def process_on_mail_received(event: Event) -> None:
     """Quarantines instead of raising, so the run succeeds and is never retried forever;
     a message deleted before its run leaves nothing to do."""
