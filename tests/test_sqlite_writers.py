@@ -34,6 +34,21 @@ def lock_is_free() -> bool:
     return True
 
 
+def writer_thread(errors: list[BaseException], function, *args, **kwargs) -> threading.Thread:
+    """A thread running `function` on its own connection, closed after it; what it raises
+    goes to `errors`, for the test to assert on."""
+
+    def run() -> None:
+        try:
+            function(*args, **kwargs)
+        except BaseException as error:  # noqa: BLE001  (reported by the test's assertion)
+            errors.append(error)
+        finally:
+            connection.close()
+
+    return threading.Thread(target=run)
+
+
 def test_a_second_writer_waits_for_the_first_instead_of_failing():
     if on_postgresql():
         return
@@ -42,29 +57,19 @@ def test_a_second_writer_waits_for_the_first_instead_of_failing():
     errors: list[BaseException] = []
 
     def first() -> None:
-        try:
-            with transaction.atomic():
-                Counter.objects.filter(name="race").update(value=1)
-                holding.set()
-                threading.Event().wait(0.5)  # longer than the second's busy timeout
-        except BaseException as error:  # noqa: BLE001  (reported by the assertion below)
-            errors.append(error)
-        finally:
-            connection.close()
+        with transaction.atomic():
+            Counter.objects.filter(name="race").update(value=1)
+            holding.set()
+            threading.Event().wait(0.5)  # longer than the second's busy timeout
 
     def second() -> None:
-        try:
-            holding.wait(5)
-            with connection.cursor() as cursor:
-                cursor.execute("PRAGMA busy_timeout = 50")  # SQLite alone would give up
-            with transaction.atomic():
-                Counter.objects.filter(name="race").update(value=2)
-        except BaseException as error:  # noqa: BLE001
-            errors.append(error)
-        finally:
-            connection.close()
+        holding.wait(5)
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA busy_timeout = 50")  # SQLite alone would give up
+        with transaction.atomic():
+            Counter.objects.filter(name="race").update(value=2)
 
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads = [writer_thread(errors, first), writer_thread(errors, second)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -105,36 +110,26 @@ def test_a_lone_write_outside_a_transaction_queues_on_the_lock_instead_of_failin
     order: list[str] = []
 
     def first() -> None:
-        try:
-            with transaction.atomic():
-                Counter.objects.filter(name="lone").update(value=1)
-                holding.set()
-                threading.Event().wait(0.5)  # longer than the others' busy timeout
-                order.append("first")
-        except BaseException as error:  # noqa: BLE001  (reported by the assertion below)
-            errors.append(error)
-        finally:
-            connection.close()
+        with transaction.atomic():
+            Counter.objects.filter(name="lone").update(value=1)
+            holding.set()
+            threading.Event().wait(0.5)  # longer than the others' busy timeout
+            order.append("first")
 
     def lone(write) -> None:
-        try:
-            holding.wait(5)
-            with connection.cursor() as cursor:
-                cursor.execute("PRAGMA busy_timeout = 50")  # SQLite alone would give up
-            write()
-            order.append("lone")
-        except BaseException as error:  # noqa: BLE001
-            errors.append(error)
-        finally:
-            connection.close()
+        holding.wait(5)
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA busy_timeout = 50")  # SQLite alone would give up
+        write()
+        order.append("lone")
 
     sql = f"UPDATE {rows.table(Counter)} SET value = value + 10 WHERE name = %s"  # noqa: S608
     writes = [
         lambda: Counter.objects.filter(name="lone").update(value=F("value") + 10),  # the ORM's
         lambda: rows.execute(sql, ["lone"]),  # rows.py's, straight to the driver
     ]
-    threads = [threading.Thread(target=first)] + [
-        threading.Thread(target=lone, args=(write,)) for write in writes
+    threads = [writer_thread(errors, first)] + [
+        writer_thread(errors, lone, write) for write in writes
     ]
     for thread in threads:
         thread.start()
@@ -219,39 +214,29 @@ def test_an_urgent_writer_goes_before_writers_that_come_after_it():
     holding, release = threading.Event(), threading.Event()
 
     def holder() -> None:
-        try:
-            with transaction.atomic():
-                Counter.objects.filter(name="urgent").update(value=1)
-                holding.set()
-                release.wait(10)
-                order.append("holder")
-        except BaseException as error:  # noqa: BLE001  (reported below)
-            errors.append(error)
-        finally:
-            connection.close()
+        with transaction.atomic():
+            Counter.objects.filter(name="urgent").update(value=1)
+            holding.set()
+            release.wait(10)
+            order.append("holder")
 
     def writer(name: str, *, urgent: bool) -> None:
-        try:
-            connection.ensure_connection()
-            connection.urgent_writes = urgent
-            with transaction.atomic():
-                Counter.objects.filter(name="urgent").update(value=F("value") + 1)
-                order.append(name)
-        except BaseException as error:  # noqa: BLE001
-            errors.append(error)
-        finally:
-            connection.close()
+        connection.ensure_connection()
+        connection.urgent_writes = urgent
+        with transaction.atomic():
+            Counter.objects.filter(name="urgent").update(value=F("value") + 1)
+            order.append(name)
 
-    first = threading.Thread(target=holder)
+    first = writer_thread(errors, holder)
     first.start()
     assert holding.wait(5)
-    urgent = threading.Thread(target=writer, args=("gateway",), kwargs={"urgent": True})
+    urgent = writer_thread(errors, writer, "gateway", urgent=True)
     urgent.start()
     deadline = time.monotonic() + 5
     while not _urgent_writer_waiting():
         assert time.monotonic() < deadline, "the urgent writer never queued"
         time.sleep(0.01)
-    later = threading.Thread(target=writer, args=("worker",), kwargs={"urgent": False})
+    later = writer_thread(errors, writer, "worker", urgent=False)
     later.start()
     time.sleep(0.3)  # the worker is blocked by now, on the urgent lock file
     release.set()

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from supportdesk import rows
 from supportdesk.events.models import Event
-from supportdesk.notify import deliveries, ids
+from supportdesk.notify import deliveries
 from supportdesk.notify.deliveries import planned
 from supportdesk.notify.models import DeliveryState, MailDelivery
 from supportdesk.notify.recipients import recipients_for
@@ -29,18 +29,7 @@ def field_values(instance, leave_out=frozenset()):
 
 def new_rows(event: Event) -> list[MailDelivery]:
     """The rows `planned` makes of the recipients, not yet written."""
-    return [
-        MailDelivery(
-            event=event,
-            ticket=recipient.ticket,
-            recipient=recipient.email,
-            user=recipient.user,
-            message_id=ids.message_id(event.pk, recipient.email),
-            reason=recipient.reason,
-            optional=recipient.optional,
-        )
-        for recipient in recipients_for(event)
-    ]
+    return deliveries.new_rows(event, recipients_for(event))
 
 
 def inserts(context: CaptureQueriesContext) -> list[str]:

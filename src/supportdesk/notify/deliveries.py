@@ -23,7 +23,7 @@ from supportdesk.errors import DeliveryError
 from supportdesk.events.models import Event, HandlerRun
 from supportdesk.notify import ids, messages, transport
 from supportdesk.notify.models import DeliveryState, MailDelivery
-from supportdesk.notify.recipients import recipients_for
+from supportdesk.notify.recipients import Recipient, recipients_for
 from supportdesk.tickets.models import Priority, Response, Ticket, TicketType
 
 ERROR_MAX = 2000
@@ -101,20 +101,23 @@ def planned(event: Event) -> list[MailDelivery]:
     # The new rows keep the users and tickets the recipients were found with: nothing to
     # read again. A conflict would mean a run in parallel with itself, which the outbox's
     # claim rules out; it fails the attempt, and the retry reads.
-    return _inserted(
-        [
-            MailDelivery(
-                event=event,
-                ticket=recipient.ticket,
-                recipient=recipient.email,
-                user=recipient.user,
-                message_id=ids.message_id(event.pk, recipient.email),
-                reason=recipient.reason,
-                optional=recipient.optional,
-            )
-            for recipient in recipients
-        ]
-    )
+    return _inserted(new_rows(event, recipients))
+
+
+def new_rows(event: Event, recipients: list[Recipient]) -> list[MailDelivery]:
+    """The event's delivery rows for these recipients, not written yet."""
+    return [
+        MailDelivery(
+            event=event,
+            ticket=recipient.ticket,
+            recipient=recipient.email,
+            user=recipient.user,
+            message_id=ids.message_id(event.pk, recipient.email),
+            reason=recipient.reason,
+            optional=recipient.optional,
+        )
+        for recipient in recipients
+    ]
 
 
 def _inserted(new: list[MailDelivery]) -> list[MailDelivery]:
