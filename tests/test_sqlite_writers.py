@@ -23,8 +23,9 @@ def on_postgresql() -> bool:
     return True
 
 
-def lock_is_free() -> bool:
-    descriptor = os.open(f"{connection.settings_dict['NAME']}-writer", os.O_RDWR | os.O_CREAT)
+def lock_is_free(lock_file: str = "writer") -> bool:
+    """Whether the lock file `<database>-<lock_file>` can be taken exclusively now."""
+    descriptor = os.open(f"{connection.settings_dict['NAME']}-{lock_file}", os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -191,14 +192,7 @@ def test_checkpoints_run_every_so_many_writes_after_the_lock_is_let_go(monkeypat
 
 def _urgent_writer_waiting() -> bool:
     """Whether a writer holds the urgent lock file shared, as it does while it waits."""
-    descriptor = os.open(f"{connection.settings_dict['NAME']}-writer-urgent", os.O_RDWR)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(descriptor)
-    return False
+    return not lock_is_free("writer-urgent")
 
 
 def test_an_urgent_writer_goes_before_writers_that_come_after_it():
