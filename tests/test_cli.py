@@ -418,3 +418,20 @@ def test_worker_refuses_a_niceness_out_of_range(home, value):
     assert result.returncode == 2
     assert "--nice" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "written"),
+    [("/autogroup-7 nice 2\n", "5"), ("/autogroup-7 nice 18\n", "19"), ("odd\n", "odd\n")],
+)
+def test_a_session_leaders_autogroup_is_lowered_and_an_odd_one_left_alone(
+    tmp_path, monkeypatch, content, written
+):
+    from supportdesk import cli
+
+    autogroup = tmp_path / "autogroup"
+    autogroup.write_text(content)
+    monkeypatch.setattr(cli.os, "getsid", lambda pid: os.getpid())  # as if it led a session
+    monkeypatch.setattr(cli.os, "nice", lambda increment: 0)  # this test process keeps its own
+    cli.lower_priority(3, autogroup=autogroup)
+    assert autogroup.read_text() == written

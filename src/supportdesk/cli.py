@@ -337,7 +337,7 @@ def cmd_web(args: argparse.Namespace) -> int:
     )
 
 
-def lower_priority(niceness: int) -> None:
+def lower_priority(niceness: int, autogroup: Path = Path("/proc/self/autogroup")) -> None:
     """Lower this process's CPU priority by `niceness`, and its session's when it leads one.
 
     With autogroup scheduling (Linux's default where it is built in, as in Debian's kernels)
@@ -350,8 +350,7 @@ def lower_priority(niceness: int) -> None:
     os.nice(niceness)
     if os.getsid(0) != os.getpid():
         return
-    with contextlib.suppress(OSError):  # no autogroup scheduling: the niceness above is all
-        autogroup = Path("/proc/self/autogroup")
+    with contextlib.suppress(OSError, ValueError):  # no autogroup (or an unknown format)
         current = int(autogroup.read_text().split("nice")[-1])
         autogroup.write_text(str(min(19, current + niceness)))
 
