@@ -17,7 +17,7 @@ dies holding the lock releases it with its file.
 
 A connection marked `urgent_writes` (the mail gateway's: a sender waits for its commit) goes
 first: while it waits for the lock, other writers wait before queueing for it, on a second
-lock file (`<database>-urgent`) it holds shared while it waits. Without it the gateway's
+lock file (`<database>-writer-urgent`) it holds shared while it waits. Without it the gateway's
 commit queued behind each worker's processing transaction in turn (bench/README.md, "Mail
 in"). A writer already queued still competes with it once; none is kept out for longer
 than the urgent writer's wait.
