@@ -27,7 +27,7 @@ from supportdesk.events.models import Event, EventKind, HandlerRun, RunState
 from supportdesk.intake import store
 from supportdesk.intake.mailboxes import ensure_default_mailboxes
 from supportdesk.intake.models import InboundMessage
-from supportdesk.intake.smtpd import STORE_THREADS, Gateway, GatewayHandler, _GatewaySMTP
+from supportdesk.intake.smtpd import Gateway, GatewayHandler, _GatewaySMTP
 from tests.intake.test_store import Batches, poison_records
 from tests.smtp_sink import HOST, free_port
 
@@ -234,7 +234,7 @@ def data_reply(gateway: Gateway, raw: bytes) -> tuple[int, bytes]:
 
 
 def test_concurrent_senders_each_get_250_for_a_stored_message(gateway, probe_handler):
-    senders, each = STORE_THREADS, 5
+    senders, each = 4, 5
     replies: dict[str, tuple[int, bytes]] = {}
 
     def sender(number: int) -> None:
@@ -263,16 +263,15 @@ def test_concurrent_senders_each_get_250_for_a_stored_message(gateway, probe_han
 
 
 @pytest.fixture
-def batches(monkeypatch):
-    return Batches(monkeypatch)
+def batches(gateway, monkeypatch):
+    return Batches(monkeypatch, queued=gateway.storer.queued)
 
 
 def together(
     gateway: Gateway, batches: Batches, subjects: list[str], queued: int = 0
 ) -> list[tuple[int, bytes]]:
     """The DATA replies to a "hold" mail, then to mails sent while its batch commits, which
-    queue for the next batch (one store thread is the held one's)."""
-    assert len(subjects) < STORE_THREADS
+    queue for the next batch (the one store thread is busy with the held one)."""
     calls = [lambda subject=subject: data_reply(gateway, mail(subject)) for subject in subjects]
     return batches.hold(lambda: data_reply(gateway, mail("hold")), calls, queued)
 
@@ -290,14 +289,14 @@ def test_mails_arriving_together_are_committed_together(gateway, batches, monkey
     assert data_reply(gateway, mail("before"))[0] == 250  # makes the day's directory
     directories.clear()
     batches.subjects.clear()
-    subjects = [f"together {n}" for n in range(STORE_THREADS - 1)]
+    subjects = [f"together {n}" for n in range(3)]
     replies = together(gateway, batches, subjects)
-    assert [code for code, _ in replies] == [250] * STORE_THREADS
+    assert [code for code, _ in replies] == [250] * 4
     assert batches.subjects == [["hold"], subjects]
     # The day's directory existed: one fsync of it per batch, not one per mail.
     assert len(directories) == 2
     assert len(set(directories)) == 1
-    assert InboundMessage.objects.count() == 1 + STORE_THREADS
+    assert InboundMessage.objects.count() == 5
 
 
 def test_a_database_failure_answers_451_to_every_mail_of_its_batch(gateway, batches, monkeypatch):
@@ -393,7 +392,7 @@ def test_supportdesk_smtpd_after_migrate_stores_mail_and_stops_on_sigterm_with_e
     assert (home / "files" / raw).read_bytes() == MESSAGE
 
 
-def test_stopping_closes_the_database_connection_of_every_store_thread(
+def test_stopping_closes_the_database_connection_of_every_gateway_thread(
     transactional_db, monkeypatch
 ):
     """Connections belong to their threads; a session left open outlives the gateway."""
@@ -403,14 +402,17 @@ def test_stopping_closes_the_database_connection_of_every_store_thread(
 
     gateway = Gateway(HOST, free_port())
     gateway.start()
-    closed_in: list[int] = []
+    closed_in: list[str] = []
     monkeypatch.setattr(
-        smtpd.connections, "close_all", lambda: closed_in.append(threading.get_ident())
+        smtpd.connections, "close_all", lambda: closed_in.append(threading.current_thread().name)
     )
     gateway.stop()
-    assert len(closed_in) == smtpd.STORE_THREADS
-    assert len(set(closed_in)) == smtpd.STORE_THREADS  # each thread once
-    assert threading.get_ident() not in closed_in
+    lookups = [name for name in closed_in if name.startswith("smtpd-lookup")]
+    assert sorted(set(lookups)) == sorted(lookups)  # each thread once
+    assert len(lookups) == smtpd.LOOKUP_THREADS
+    assert sorted(set(closed_in) - set(lookups)) == ["smtpd-store"]
+    assert len(closed_in) == smtpd.LOOKUP_THREADS + 1
+    assert threading.current_thread().name not in closed_in
 
 
 # ---------------------------------------------------------------- the address of MAIL and RCPT
@@ -429,7 +431,7 @@ _PATHS = st.one_of(
 
 
 def _smtp(smtp_class: type[SMTP], **kwargs) -> SMTP:
-    handler = GatewayHandler(executor=None)  # type: ignore[arg-type]  (never called here)
+    handler = GatewayHandler(executor=None, storer=None)  # type: ignore[arg-type]  (unused here)
     return smtp_class(handler, **kwargs)
 
 
@@ -438,12 +440,26 @@ def _smtp(smtp_class: type[SMTP], **kwargs) -> SMTP:
 @example(arg="<a@b.c> (comment) SIZE=1")
 @example(arg="<a@b.c>\t\tSIZE=1")
 @example(arg="<a..b@c>")
+@example(arg="x@")
 def test_the_fast_address_parse_reads_every_path_as_aiosmtpd_does(arg):
     """_GatewaySMTP reads a plain `<local@domain>` itself and leaves the rest to aiosmtpd:
-    every path, plain or not, must come out exactly as aiosmtpd's own parse gives it."""
+    every path, plain or not, must come out exactly as aiosmtpd's own parse gives it, and a
+    path aiosmtpd's parse raises on is a malformed address."""
     ours = _smtp(_GatewaySMTP, line_length_limit=1001)
     theirs = _smtp(SMTP)
-    assert ours._getaddr(arg) == theirs._getaddr(arg)
+    try:
+        expected = theirs._getaddr(arg)
+    except IndexError:
+        expected = (None, None)
+    assert ours._getaddr(arg) == expected
+
+
+@pytest.mark.parametrize("path", ["x@", '"a"@'])
+def test_a_path_ending_in_at_is_refused_as_malformed_not_with_a_traceback(gateway, path):
+    with smtplib.SMTP(gateway.host, gateway.port, timeout=30) as client:
+        client.ehlo()
+        code, text = client.docmd(f"MAIL FROM:{path}")
+    assert (code, text) == (553, b"5.1.3 Error: malformed address")
 
 
 @pytest.mark.parametrize(

@@ -218,6 +218,61 @@ def test_an_unknown_source_is_a_programming_error(sysops):
         store_message(PLAIN, source="pigeon", mailbox=sysops)
 
 
+# ---------------------------------------------------------------- several at once (the gateway's)
+
+
+def test_store_many_commits_a_batch_and_refuses_only_the_file_that_failed(
+    transactional_db, sysops, committed, monkeypatch
+):
+    original = FileSystemStorage._save
+
+    def save(self, name, content):
+        if b"disk full here" in content.read():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        content.seek(0)
+        return original(self, name, content)
+
+    monkeypatch.setattr(FileSystemStorage, "_save", save)
+    raws = [hold_mail(f"mail {n}") for n in range(3)] + [hold_mail("disk full here")]
+    before = committed[0]
+    outcomes = store.store_many(
+        [store.Incoming(raw, source="smtp", mailbox=sysops, envelope_to=["s@x"]) for raw in raws]
+    )
+    assert committed[0] - before == 1  # the three stored rows in one transaction
+    *stored, refused = outcomes
+    assert isinstance(refused, StoreUnavailable)
+    assert refused.disk_full
+    assert [message.subject for message in stored] == ["mail 0", "mail 1", "mail 2"]
+    assert list(InboundMessage.objects.order_by("pk").values_list("pk", "envelope_to")) == [
+        (message.pk, ["s@x"]) for message in stored
+    ]
+    assert len(stored_files()) == 3
+    assert [default_storage.open(m.raw).read() for m in stored] == raws[:3]
+
+
+def test_store_many_refuses_every_message_of_a_batch_the_database_refused(
+    transactional_db, sysops, monkeypatch
+):
+    def locked(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(store, "record", locked)
+    outcomes = store.store_many(
+        [store.Incoming(hold_mail(f"mail {n}"), source="smtp", mailbox=sysops) for n in range(2)]
+    )
+    assert [type(outcome) for outcome in outcomes] == [StoreUnavailable] * 2
+    assert not InboundMessage.objects.exists()
+    assert stored_files() == []
+
+
+def test_store_many_refuses_an_unknown_source_before_keeping_anything(sysops):
+    with pytest.raises(ValueError, match="source"):
+        store.store_many(
+            [store.Incoming(PLAIN, source=source, mailbox=sysops) for source in ("smtp", "pigeon")]
+        )
+    assert stored_files() == []
+
+
 # ---------------------------------------------------------------- group commit
 
 
@@ -230,8 +285,11 @@ class Batches:
     waits until the messages sent after it are queued behind it, so that they share the
     next batch whatever the threads' timing."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, queued: Callable[[], int] | None = None
+    ) -> None:
         self.subjects: list[list[str]] = []
+        self.queued = queued or store.committer.queued  # the gateway's queue is its Storer's
         self.leading = threading.Event()
         self.expected = 0
         real = store._commit_batch
@@ -240,7 +298,7 @@ class Batches:
             if self.expected and not self.subjects:
                 self.leading.set()
                 deadline = time.monotonic() + 10
-                while store.committer.queued() < self.expected and time.monotonic() < deadline:
+                while self.queued() < self.expected and time.monotonic() < deadline:
                     time.sleep(0.005)
             self.subjects.append(sorted(pending.message.subject for pending in batch))
             real(batch)

@@ -131,7 +131,7 @@ def intake_main() -> int:
     if store_after := int(os.environ.get("CRASH_STORE_BLOCK_AFTER", "0")):
         from supportdesk.intake import smtpd
 
-        smtpd.store_message = _dead_after(smtpd.store_message, store_after, marker)  # type: ignore[assignment]
+        smtpd.store_many = _dead_after_storing(smtpd.store_many, store_after, marker)  # type: ignore[assignment]
     if process_after := int(os.environ.get("CRASH_PROCESS_BLOCK_AFTER", "0")):
         from supportdesk.intake import handlers
 
@@ -158,5 +158,25 @@ def _dead_after(function: Callable[..., Any], count: int, marker: Path) -> Calla
             while True:  # committed, and the caller never hears of it
                 time.sleep(60)
         return result
+
+    return wrapper
+
+
+def _dead_after_storing(
+    store_many: Callable[..., Any], count: int, marker: Path
+) -> Callable[..., Any]:
+    """As _dead_after, for the gateway's batches: stops dead once `count` messages are stored,
+    after the batch that stored the count-th committed, writing that message's id."""
+    stored = 0
+
+    def wrapper(incoming: list[Any]) -> list[Any]:
+        nonlocal stored
+        outcomes = store_many(incoming)
+        if stored < count <= stored + len(outcomes):
+            marker.write_text(str(outcomes[count - stored - 1].pk))
+            while True:  # committed, and no sender of the batch ever hears of it
+                time.sleep(60)
+        stored += len(outcomes)
+        return outcomes
 
     return wrapper

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import re
 import signal
 import sys
@@ -28,7 +29,7 @@ from django.db import close_old_connections, connections
 
 from supportdesk.intake.mailboxes import active_mailboxes, our_local_part
 from supportdesk.intake.models import InboundMessage, Mailbox
-from supportdesk.intake.store import StoreUnavailable, store_message
+from supportdesk.intake.store import BATCH_MAX, Incoming, StoreUnavailable, store_many
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +37,8 @@ MAX_RECIPIENTS = 100
 # An admin's change to the mailboxes reaches a running gateway within this many seconds;
 # reading them for every RCPT cost more than storing the message (bench/README.md).
 MAILBOX_CACHE_SECONDS = 5.0
-# Mails stored at the same time share one commit (store.GroupCommit); a store waiting for
-# its commit keeps its thread, so this also bounds how many mails one commit can hold.
-STORE_THREADS = 4
+# The mailbox lookups (every MAILBOX_CACHE_SECONDS at most) run beside the event loop.
+LOOKUP_THREADS = 1
 # How long a thread may hold the GIL while another waits for it. The store thread committing
 # a batch holds the database's one write lock while it writes the rows; at Python's default
 # of 5 ms it lost the GIL to the SMTP thread and sat out whole intervals holding that lock:
@@ -57,6 +57,92 @@ _PLAIN_PATH = re.compile(
 T = TypeVar("T")
 
 
+_Job = tuple[Incoming, "asyncio.Future[InboundMessage]", asyncio.AbstractEventLoop]
+
+
+class Storer:
+    """The gateway's one store thread: it takes every mail waiting to be stored and stores
+    them together (store.store_many: a file each, one commit), while the next ones queue.
+
+    One thread, not a pool of them each waiting on a shared commit: the threads fought the
+    SMTP thread for the GIL, and their hand-overs (a pool's queue, a condition variable, a
+    wake-up of the event loop per mail) cost more CPU than storing the mail
+    (bench/README.md, "Mail in").
+    """
+
+    def __init__(self, limit: int = BATCH_MAX) -> None:
+        self.limit = limit
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="smtpd-store", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Store what is queued, then end the thread and close its database connection."""
+        self._jobs.put(None)
+        self._thread.join()
+
+    def queued(self) -> int:
+        """Mails waiting for a batch, not counting the batch being stored."""
+        return self._jobs.qsize()
+
+    async def store(self, incoming: Incoming) -> InboundMessage:
+        """The stored row, once committed; raises what refused it (StoreUnavailable)."""
+        loop = asyncio.get_running_loop()
+        stored: asyncio.Future[InboundMessage] = loop.create_future()
+        self._jobs.put((incoming, stored, loop))
+        return await stored
+
+    def _run(self) -> None:
+        try:
+            while batch := self._next_batch():
+                self._store(batch)
+        finally:
+            connections.close_all()
+
+    def _next_batch(self) -> list[_Job]:
+        """The jobs waiting, at least one (blocking for it), at most `limit`; [] to stop."""
+        first = self._jobs.get()
+        if first is None:
+            return []
+        batch = [first]
+        while len(batch) < self.limit:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                self._jobs.put(None)  # stop after this batch
+                break
+            batch.append(job)
+        return batch
+
+    def _store(self, batch: list[_Job]) -> None:
+        close_old_connections()  # a connection the database dropped is replaced, not reused
+        outcomes: list[InboundMessage | BaseException]
+        try:
+            outcomes = list(store_many([incoming for incoming, _, _ in batch]))
+        except Exception as error:  # noqa: BLE001  (each sender is refused, as when alone)
+            outcomes = [error] * len(batch)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], object]]] = {}
+        for (_, stored, loop), outcome in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(loop, []).append((stored, outcome))
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a loop closed meanwhile: nobody waits
+                loop.call_soon_threadsafe(_settle, settled)
+
+
+def _settle(settled: list[tuple[asyncio.Future[Any], object]]) -> None:
+    for stored, outcome in settled:
+        if stored.done():  # the sender went away (its task was cancelled)
+            continue
+        if isinstance(outcome, BaseException):
+            stored.set_exception(outcome)
+        else:
+            stored.set_result(outcome)
+
+
 class GatewayHandler:
     """aiosmtpd's handler: RCPT checks the mailbox, DATA stores the message once.
 
@@ -66,8 +152,9 @@ class GatewayHandler:
     would have collapsed per-mailbox copies anyway.
     """
 
-    def __init__(self, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, executor: ThreadPoolExecutor, storer: Storer) -> None:
         self.executor = executor
+        self.storer = storer
         self._mailboxes: weakref.WeakKeyDictionary[Envelope, list[Mailbox]] = (
             weakref.WeakKeyDictionary()
         )
@@ -128,15 +215,15 @@ class GatewayHandler:
         if not mailboxes or raw is None:
             return "503 5.5.1 No valid recipients"
         mailbox = min(mailboxes, key=lambda box: box.priority.rank)  # first of the most urgent
+        incoming = Incoming(
+            bytes(raw),
+            source="smtp",
+            mailbox=mailbox,
+            envelope_from=str(envelope.mail_from or ""),
+            envelope_to=list(envelope.rcpt_tos),
+        )
         try:
-            message: InboundMessage = await self._in_thread(
-                store_message,
-                bytes(raw),
-                source="smtp",
-                mailbox=mailbox,
-                envelope_from=str(envelope.mail_from or ""),
-                envelope_to=list(envelope.rcpt_tos),
-            )
+            message = await self.storer.store(incoming)
         except StoreUnavailable as error:
             logger.warning("Refused a message for %s: %s", mailbox.address, error.message)
             return DISK_FULL if error.disk_full else TEMPORARY_FAILURE
@@ -165,10 +252,14 @@ class _GatewaySMTP(SMTP):
         a sixth of the gateway's CPU per mail (bench/README.md, "Mail in"). A dot-atom
         address reads the same either way (tests/intake/test_gateway.py compares them);
         anything else (quoted local parts, `<>`, a bare address) goes to aiosmtpd's code.
+        What aiosmtpd's parse cannot read without raising is a malformed address.
         """
         plain = _PLAIN_PATH.match(arg)
         if plain is None:
-            return super()._getaddr(arg)
+            try:
+                return super()._getaddr(arg)
+            except IndexError:  # the email parser on a path ending in "@" (`x@`, `"a"@`)
+                return None, None  # a malformed address (553), not aiosmtpd's 500 traceback
         address = plain.group(1)
         if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
             return None, None
@@ -188,9 +279,10 @@ class Gateway:
     def __init__(self, host: str, port: int) -> None:
         self.host = host
         self.port = port
-        self.executor = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="smtpd-store")
+        self.executor = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="smtpd-lookup")
+        self.storer = Storer()
         self.controller = _GatewayController(
-            GatewayHandler(self.executor),
+            GatewayHandler(self.executor, self.storer),
             hostname=host,
             port=port,
             server_hostname=settings.MAIL_DOMAIN,
@@ -201,12 +293,14 @@ class Gateway:
         )
 
     def start(self) -> None:
+        self.storer.start()
         self.controller.start()
 
     def stop(self) -> None:
         """Stop listening, then let the stores in flight finish (their senders got no 250 and
         will send again; the processor handles a Message-ID once)."""
         self.controller.stop()
+        self.storer.stop()
         _close_connections_of(self.executor)
         self.executor.shutdown(wait=True)
 
@@ -217,14 +311,14 @@ def _close_connections_of(executor: ThreadPoolExecutor) -> None:
     until all are running, makes every thread run exactly one. Without it the sessions
     outlive a gateway stopped inside a longer-lived process (PostgreSQL keeps counting
     them until that process exits)."""
-    barrier = threading.Barrier(STORE_THREADS)
+    barrier = threading.Barrier(LOOKUP_THREADS)
 
     def close() -> None:
         with contextlib.suppress(threading.BrokenBarrierError):
             barrier.wait(timeout=5)
         connections.close_all()
 
-    for done in [executor.submit(close) for _ in range(STORE_THREADS)]:
+    for done in [executor.submit(close) for _ in range(LOOKUP_THREADS)]:
         done.result()
 
 

@@ -105,6 +105,60 @@ def store_message(
         raise StoreUnavailable("The message could not be recorded.") from None
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """A message to store, as store_message's arguments (SMTP's: no IMAP UID)."""
+
+    raw: bytes
+    source: str
+    mailbox: Mailbox | None
+    envelope_from: str = ""
+    envelope_to: Sequence[str] = ()
+
+
+def store_many(incoming: Sequence[Incoming]) -> list[InboundMessage | StoreUnavailable]:
+    """Store several messages as store_message stores one, committing their rows together;
+    return each one's row, or the StoreUnavailable that refused it (a file that could not be
+    written refuses its message alone, a database failure every message of the batch).
+
+    For a caller that gathers messages itself (the gateway's one store thread): the batch is
+    the caller's, so no thread waits on another's commit. Must not run inside a transaction.
+    """
+    if unknown := {item.source for item in incoming} - set(SOURCES):
+        raise ValueError(f"Unknown source {sorted(unknown)[0]!r}.")
+    outcomes: list[InboundMessage | StoreUnavailable | None] = [None] * len(incoming)
+    batch: list[tuple[int, _Pending]] = []
+    for index, item in enumerate(incoming):
+        digest = hashlib.sha256(item.raw).hexdigest()
+        try:
+            name, directories = _write_file(default_storage, item.raw, digest)
+        except StoreUnavailable as refused:
+            outcomes[index] = refused
+            continue
+        message = _new_row(
+            item.raw, name=name, digest=digest, source=item.source, mailbox=item.mailbox,
+            envelope_from=item.envelope_from, envelope_to=item.envelope_to, imap_uid="",
+        )  # fmt: skip
+        batch.append((index, _Pending(message, directories)))
+    _commit_batch([pending for _, pending in batch])
+    for index, pending in batch:
+        outcomes[index] = _stored_or_refused(pending)
+    return [outcome for outcome in outcomes if outcome is not None]  # none is left None
+
+
+def _stored_or_refused(pending: _Pending) -> InboundMessage | StoreUnavailable:
+    """A batch's outcome for one message; an unexpected error refuses it like a database
+    failure (the sender tries again), as store_message's caller would refuse it."""
+    try:
+        return pending.result()
+    except StoreUnavailable as refused:
+        return refused
+    except Exception as error:  # noqa: BLE001  (reported to the sender as a refusal)
+        unexpected = StoreUnavailable(f"The message could not be recorded: {error}")
+        unexpected.__cause__ = error
+        return unexpected
+
+
 def _stored_imap_message(mailbox: Mailbox, imap_uid: str) -> InboundMessage | None:
     try:
         return InboundMessage.objects.filter(mailbox=mailbox, imap_uid=imap_uid).first()
