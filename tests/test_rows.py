@@ -76,6 +76,37 @@ def test_insert_is_one_statement(bob):
 
 
 @pytest.mark.django_db
+def test_insert_many_gives_each_instance_its_own_row_and_id_in_chunks(bob, monkeypatch):
+    monkeypatch.setattr(rows, "INSERT_ROWS_MAX", 2)
+    ticket = make_ticket(requester=bob)
+    events = [
+        Event(ticket=ticket, kind=EventKind.UPDATED, actor=bob, via=Via.API, version=n,
+              changes={"title": [str(n), f"new {n} ✓"]})
+        for n in range(5)
+    ]  # fmt: skip
+    with CaptureQueriesContext(connection) as queries:
+        rows.insert_many(events)
+    assert len(queries) == 3  # 2 + 2 + 1 rows
+    assert all(event._state.adding is False for event in events)
+    for n, event in enumerate(events):
+        stored = Event.objects.get(pk=event.pk)
+        assert field_values(stored) == field_values(event)
+        assert (stored.version, stored.changes) == (n, {"title": [str(n), f"new {n} ✓"]})
+    assert sorted(event.pk for event in events) == [event.pk for event in events]
+
+
+@pytest.mark.django_db
+def test_insert_many_of_nothing_runs_nothing_and_of_two_models_refuses(bob):
+    with CaptureQueriesContext(connection) as queries:
+        rows.insert_many([])
+    assert len(queries) == 0
+    ticket = make_ticket(requester=bob)
+    mixed = [Event(ticket=ticket, kind=EventKind.UPDATED, via=Via.API, version=1), ticket]
+    with pytest.raises(TypeError, match="one model"):
+        rows.insert_many(mixed)
+
+
+@pytest.mark.django_db
 def test_find_user_ignores_case_and_loads_the_organization(bob):
     found = find_user(bob.email.upper())
     assert found.pk == bob.pk

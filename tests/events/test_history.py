@@ -157,3 +157,30 @@ def test_record_outside_a_transaction_raises_and_writes_nothing(bob):
     with pytest.raises(RuntimeError, match="inside the change's transaction"):
         record(ticket, EventKind.UPDATED, acting_user=bob, via=Via.SYSTEM, version=1)
     assert ticket.events.count() == 1  # the creation's own
+
+
+@pytest.mark.django_db(transaction=True)
+def test_record_many_writes_each_event_with_a_run_per_handler_and_one_wake_up():
+    from django_tasks_db.models import DBTaskResult
+
+    from supportdesk.events.models import HandlerRun
+    from supportdesk.events.record import record_many
+    from supportdesk.events.registry import handlers_for
+
+    handlers = handlers_for(EventKind.MAIL_RECEIVED)
+    assert handlers  # intake's processing at least
+    changes = [{"message": [None, n]} for n in (7, 8, 9)]
+    with pytest.raises(RuntimeError, match="inside the changes' transaction"):
+        record_many(EventKind.MAIL_RECEIVED, changes, via=Via.EMAIL, version=1)
+    assert not Event.objects.exists()
+    with transaction.atomic():
+        events = record_many(EventKind.MAIL_RECEIVED, changes, via=Via.EMAIL, version=1)
+    stored = list(Event.objects.order_by("pk"))
+    assert [event.pk for event in stored] == [event.pk for event in events]
+    assert [event.changes for event in stored] == changes
+    assert {(event.kind, event.via, event.ticket_id, event.actor_id) for event in stored} == {
+        (EventKind.MAIL_RECEIVED, Via.EMAIL, None, None)
+    }
+    runs = HandlerRun.objects.order_by("pk").values_list("event_id", "handler")
+    assert list(runs) == [(event.pk, name) for event in events for name in handlers]
+    assert DBTaskResult.objects.count() == 1  # one wake-up for every run

@@ -206,7 +206,7 @@ def test_a_database_failure_after_the_row_rolls_it_back_and_removes_the_file(sys
     def locked(*args, **kwargs):
         raise OperationalError("database is locked")
 
-    monkeypatch.setattr(store, "record", locked)
+    monkeypatch.setattr(store, "record_many", locked)
     with pytest.raises(StoreUnavailable):
         store_message(PLAIN, source="smtp", mailbox=sysops)
     assert not InboundMessage.objects.exists()
@@ -256,7 +256,7 @@ def test_store_many_refuses_every_message_of_a_batch_the_database_refused(
     def locked(*args, **kwargs):
         raise OperationalError("database is locked")
 
-    monkeypatch.setattr(store, "record", locked)
+    monkeypatch.setattr(store, "record_many", locked)
     outcomes = store.store_many(
         [store.Incoming(hold_mail(f"mail {n}"), source="smtp", mailbox=sysops) for n in range(2)]
     )
@@ -395,15 +395,15 @@ def test_messages_stored_together_share_one_commit_and_one_directory_sync(
 def poison_records(monkeypatch, subject: str = "poison") -> None:
     """The database fails while it records the message with this subject, inside the
     transaction of the batch it shares."""
-    real_record = store.record
+    real_record = store.record_many
 
-    def record(*args, **kwargs):
-        message = InboundMessage.objects.get(pk=kwargs["changes"]["message"][1])
-        if message.subject == subject:
+    def record_many(kind, changes, **kwargs):
+        ids = [change["message"][1] for change in changes]
+        if InboundMessage.objects.filter(pk__in=ids, subject=subject).exists():
             raise OperationalError("database is locked")
-        return real_record(*args, **kwargs)
+        return real_record(kind, changes, **kwargs)
 
-    monkeypatch.setattr(store, "record", record)
+    monkeypatch.setattr(store, "record_many", record_many)
 
 
 def test_a_database_failure_refuses_every_message_of_its_batch(sysops, batches, monkeypatch):

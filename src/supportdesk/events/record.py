@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
@@ -50,8 +50,33 @@ def record(
         response=response,
     )
     rows.insert(event)  # every change writes one: the ORM's create cost more than the SQL
-    runs = [HandlerRun(event=event, handler=name) for name in registry.handlers_for(kind)]
-    for run in runs:
-        rows.insert(run)
-    tasks.wake([run.pk for run in runs])
+    _queue_runs([event])
     return event
+
+
+def record_many(
+    kind: EventKind, changes: Sequence[Mapping[str, Any]], *, via: Via, version: int
+) -> list[Event]:
+    """record() for several changes of one kind that belong to no ticket and no user (the
+    mails a gateway batch stored): their events, then their runs, each in one statement,
+    and one wake-up, so that a batch costs about what one change does."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("record_many() must be called inside the changes' transaction.")
+    events = [
+        Event(ticket=None, kind=kind, actor=None, via=via, changes=dict(change), version=version)
+        for change in changes
+    ]
+    rows.insert_many(events)
+    _queue_runs(events)
+    return events
+
+
+def _queue_runs(events: Sequence[Event]) -> None:
+    """One HandlerRun per event and handler registered for its kind, and one wake-up."""
+    runs = [
+        HandlerRun(event=event, handler=name)
+        for event in events
+        for name in registry.handlers_for(event.kind)
+    ]
+    rows.insert_many(runs)
+    tasks.wake([run.pk for run in runs])

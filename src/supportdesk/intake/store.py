@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from supportdesk import rows
 from supportdesk.events.models import EventKind, Via
-from supportdesk.events.record import record
+from supportdesk.events.record import record_many
 from supportdesk.intake.models import InboundMessage, Mailbox
 
 logger = logging.getLogger(__name__)
@@ -378,37 +378,39 @@ def _insert_batch(batch: list[_Pending]) -> None:
             # A sender waits for this commit: it goes before the workers' (sqlite_backend).
             setattr(connection, "urgent_writes", True)  # noqa: B010  (our backend's alone)
         with transaction.atomic():
-            outcomes = [_insert_one(pending.message) for pending in batch]
+            outcomes: dict[int, InboundMessage | IntegrityError] = {}
+            plain = [pending.message for pending in batch if not pending.message.imap_uid]
+            _insert_rows(plain)  # the SMTP messages: each table's rows in one statement
+            for message in plain:
+                outcomes[id(message)] = message
+            for pending in batch:
+                if pending.message.imap_uid:
+                    outcomes[id(pending.message)] = _insert_imap(pending.message)
             committing = True  # leaving the block commits
     except DatabaseError as error:
         _refuse(batch, error, committing=committing)
         return
-    for pending, outcome in zip(batch, outcomes, strict=True):
-        pending.outcome = outcome
+    for pending in batch:
+        pending.outcome = outcomes[id(pending.message)]
 
 
-def _insert_one(message: InboundMessage) -> InboundMessage | IntegrityError:
+def _insert_imap(message: InboundMessage) -> InboundMessage | IntegrityError:
     """An IMAP message goes in under a savepoint: one stored meanwhile by another poller
     (the unique imap_uid) fails alone, not the batch it shares."""
-    if not message.imap_uid:
-        _insert_rows(message)
-        return message
     try:
         with transaction.atomic():
-            _insert_rows(message)
+            _insert_rows([message])
     except IntegrityError as error:
         return error
     return message
 
 
-def _insert_rows(message: InboundMessage) -> None:
-    rows.insert(message)  # the ORM's create cost more than the SQL (rows.py)
-    record(
-        None,
+def _insert_rows(messages: list[InboundMessage]) -> None:
+    rows.insert_many(messages)  # the ORM's create cost more than the SQL (rows.py)
+    record_many(
         EventKind.MAIL_RECEIVED,
-        acting_user=None,
+        [{"message": [None, message.pk]} for message in messages],
         via=Via.EMAIL,
-        changes={"message": [None, message.pk]},
         version=1,
     )
 
