@@ -324,6 +324,31 @@ def wait_started(
             time.sleep(0.1)
 
 
+def cpu_seconds(process: subprocess.Popen[bytes]) -> float:
+    """User and system CPU a running process has used (Linux's /proc); 0 where unknown. CPU
+    per mail moves far less than a rate on a shared machine: it shows what a change saved."""
+    try:
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class WorkerCpu:
+    """The CPU the workers used between two points, across kills and restarts."""
+
+    def __init__(self) -> None:
+        self.used = 0.0
+        self._base: dict[int, float] = {}
+
+    def started(self, worker: subprocess.Popen[bytes]) -> None:
+        self._base[worker.pid] = cpu_seconds(worker)
+
+    def ending(self, worker: subprocess.Popen[bytes]) -> None:
+        """Called just before the worker is killed or stopped."""
+        self.used += max(0.0, cpu_seconds(worker) - self._base.pop(worker.pid, 0.0))
+
+
 # ---------------------------------------------------------------- what became of the mail
 
 
@@ -461,6 +486,9 @@ def report(result: dict[str, Any]) -> str:
         f"| {e['tail_seconds']:.1f} "
         f"| {e['tickets_per_second']:.1f} | {'yes' if ok_tickets else '**no**'} |",
         "",
+        f"CPU per mail: the gateway {g['cpu_ms_per_mail']} ms beside the workers, "
+        f"{a['cpu_ms_per_mail']} ms alone; the workers {e['worker_cpu_ms_per_mail']} ms "
+        "(stored mail -> ticket -> acknowledgement, all workers together).",
         f"Message states: {e['message_states']}; other mail at the sink: "
         f"{e['other_mail_accepted_by_sink']}; worker kills at "
         f"{', '.join(f'{k:.0f} s' for k in e['kills_at_seconds']) or '-'} "
@@ -472,8 +500,9 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def sent_dict(sent: Sent) -> dict[str, Any]:
+def sent_dict(sent: Sent, cpu: float | None = None) -> dict[str, Any]:
     return {
+        "cpu_ms_per_mail": round(cpu * 1000 / max(1, len(sent.accepted)), 2) if cpu else None,
         "accepted": len(sent.accepted),
         "refused": len(sent.refused),
         "refusals": sorted(set(sent.refused.values()))[:10],
@@ -547,6 +576,9 @@ def run(args: argparse.Namespace, home: Path) -> int:
         logs = [home / f"worker-{i + 1}.log" for i in range(args.workers)]
         workers = [start_worker(env, log) for log in logs]
         wait_started(workers, logs, [0] * args.workers)
+        worker_cpu = WorkerCpu()
+        for worker in workers:
+            worker_cpu.started(worker)
         port = measure.free_port()
         gateway = subprocess.Popen(
             [*bench.supportdesk_command(), "smtpd", "--host", "127.0.0.1", "--port", str(port)],
@@ -562,6 +594,7 @@ def run(args: argparse.Namespace, home: Path) -> int:
             f"{args.mails} mails from {args.senders} senders"
         )
 
+        gateway_cpu = [cpu_seconds(gateway)]
         sent, threads = send_all(port, mails, args.senders, support.address)
         outcome = Outcome()
         kills_at: list[float] = []
@@ -573,6 +606,7 @@ def run(args: argparse.Namespace, home: Path) -> int:
             time.sleep(1.0)
             if sending and not any(t.is_alive() for t in threads):
                 wait_sent(sent, threads)
+                gateway_cpu.append(cpu_seconds(gateway))
                 sending = False
                 say(
                     f"gateway: {len(sent.accepted)} accepted, {len(sent.refused)} refused, "
@@ -583,6 +617,7 @@ def run(args: argparse.Namespace, home: Path) -> int:
                 thresholds.pop(0)
                 index = len(kills_at) % len(workers)
                 victim = workers[index]
+                worker_cpu.ending(victim)
                 victim.send_signal(signal.SIGKILL)
                 victim.wait()
                 exit_codes.append(victim.returncode)
@@ -591,6 +626,7 @@ def run(args: argparse.Namespace, home: Path) -> int:
                 kills_at.append(time.time() - sent.started)
                 say(f"killed worker {index + 1} (SIGKILL) at {processed} processed; restarting")
                 wait_started([workers[index]], [logs[index]], [marks])
+                worker_cpu.started(workers[index])
             outcome.refresh(prefix)
             sink.read()
             acked = sum(1 for mid in list(sent.accepted) if outcome.acks.get(mid) in sink.accepted)
@@ -611,14 +647,18 @@ def run(args: argparse.Namespace, home: Path) -> int:
         time.sleep(1.0)  # a late repeat of an acknowledgement would show now
         sink.read()
         outcome.refresh(prefix, everything=True)
+        for worker in workers:
+            worker_cpu.ending(worker)
         exit_codes.extend(stop_workers(workers))
         workers = []
         say(f"gateway alone (workers stopped): {args.mails} more mails from {args.senders} senders")
+        gateway_cpu.append(cpu_seconds(gateway))
         alone, threads = send_all(
             port, make_mails(args.mails, senders, support.address, f"{run_id}a"), args.senders,
             support.address,
         )  # fmt: skip
         wait_sent(alone, threads)
+        gateway_cpu.append(cpu_seconds(gateway))
         say(f"gateway alone: {alone.per_second:.0f} mails/s accepted")
         load_after = load_average()
     finally:
@@ -661,6 +701,7 @@ def run(args: argparse.Namespace, home: Path) -> int:
         "tickets_per_second": round(len(ack_times) / seconds, 1) if seconds > 0 else 0.0,
         "complete": lost == 0 and len(ack_times) == len(sent.accepted),
         "kills_at_seconds": [round(k, 1) for k in kills_at],
+        "worker_cpu_ms_per_mail": round(worker_cpu.used * 1000 / max(1, len(ack_times)), 2),
         "worker_exit_codes": exit_codes,
     }
     import django
@@ -685,8 +726,8 @@ def run(args: argparse.Namespace, home: Path) -> int:
     result = {
         "meta": meta,
         "baseline": sent_dict(base),
-        "gateway": sent_dict(sent),
-        "gateway_alone": sent_dict(alone),
+        "gateway": sent_dict(sent, gateway_cpu[1] - gateway_cpu[0]),
+        "gateway_alone": sent_dict(alone, gateway_cpu[3] - gateway_cpu[2]),
         "end_to_end": end_to_end,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -239,3 +239,40 @@ def test_an_urgent_writer_goes_before_writers_that_come_after_it():
     assert errors == []
     assert order == ["holder", "gateway", "worker"]
     assert Counter.objects.get(name="urgent").value == 3
+
+
+def test_the_lock_holder_sees_an_urgent_writer_waiting_and_only_then():
+    """A transaction of several parts (intake's processing of several messages) asks this
+    between its parts, and commits early for the mail gateway."""
+    if on_postgresql():
+        return
+    Counter.objects.create(name="waiting", value=0)
+    errors: list[BaseException] = []
+    seen: list[bool] = []
+    queued, done = threading.Event(), threading.Event()
+
+    def gateway() -> None:
+        connection.ensure_connection()
+        connection.urgent_writes = True
+        queued.set()
+        with transaction.atomic():
+            Counter.objects.filter(name="waiting").update(value=F("value") + 1)
+        done.set()
+
+    assert connection.urgent_writer_waiting() is False  # no lock held: nothing to yield
+    with transaction.atomic():
+        Counter.objects.filter(name="waiting").update(value=1)
+        seen.append(connection.urgent_writer_waiting())
+        urgent = writer_thread(errors, gateway)
+        urgent.start()
+        assert queued.wait(5)
+        deadline = time.monotonic() + 5
+        while not connection.urgent_writer_waiting():
+            assert time.monotonic() < deadline, "the holder never saw the gateway wait"
+            time.sleep(0.01)
+        seen.append(True)
+        assert not done.is_set()  # it waits for this transaction
+    urgent.join(10)
+    assert errors == []
+    assert seen == [False, True]
+    assert Counter.objects.get(name="waiting").value == 2

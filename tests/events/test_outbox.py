@@ -311,3 +311,62 @@ def test_a_bulk_handlers_runs_are_taken_after_every_other_due_run(probe, alice, 
 def test_stored_mail_is_processed_by_a_bulk_handler():
     assert "process_on_mail_received" in registry.bulk_handlers()
     assert "mail_on_created" not in registry.bulk_handlers()
+
+
+@pytest.fixture
+def batch(probe, monkeypatch):
+    """A batch function for the probe: records the events of each call, raises when told."""
+    monkeypatch.setattr(registry, "_batches", {})
+    calls: list[list[int]] = []
+    failing: list[bool] = []
+
+    def probe_many(events):
+        calls.append([event.pk for event in events])
+        if failing:
+            raise RuntimeError("the batch failed")
+
+    registry.register_batch("probe_on_updated")(probe_many)
+    return calls, failing
+
+
+def test_runs_of_a_handler_claimed_together_go_to_its_batch_function(batch, alice, bob):
+    calls, _ = batch
+    ticket = make_ticket(requester=bob)
+    for n in range(3):
+        ticket = edit(ticket, alice, title=f"Title {n}")
+    runs = list(HandlerRun.objects.order_by("pk"))
+    assert tasks.execute_many([run.pk for run in runs]) == 3
+    assert calls == [[run.event_id for run in runs]]  # once, the events in order
+    assert SEEN == []  # not the handler
+    assert set(HandlerRun.objects.values_list("state", flat=True)) == {RunState.DONE}
+
+
+def test_a_lone_run_goes_to_the_handler_not_the_batch_function(batch, alice, bob):
+    calls, _ = batch
+    edit(make_ticket(requester=bob), alice)
+    assert tasks.execute_many([only_run().pk]) == 1
+    assert (calls, SEEN) == ([], [only_run().event_id])
+    assert only_run().state == RunState.DONE
+
+
+def test_a_batch_that_raises_is_run_again_one_by_one_with_each_failure_on_its_run(
+    batch, alice, bob
+):
+    calls, failing = batch
+    failing.append(True)
+    ticket = make_ticket(requester=bob)
+    for n in range(3):
+        ticket = edit(ticket, alice, title=f"Title {n}")
+    ids = list(HandlerRun.objects.order_by("pk").values_list("pk", flat=True))
+    OUTCOMES.extend([None, DeliveryError("later", retry_after=60), None])
+    assert tasks.execute_many(ids) == 3
+    assert len(calls) == 1
+    assert len(SEEN) == 3  # each alone, after the batch failed
+    states = dict(HandlerRun.objects.values_list("pk", "state"))
+    assert states == {ids[0]: RunState.DONE, ids[1]: RunState.PENDING, ids[2]: RunState.DONE}
+    assert HandlerRun.objects.get(pk=ids[1]).last_error == "later"
+
+
+def test_stored_mail_has_a_batch_function_and_acknowledgements_do_not():
+    assert registry.batch_handler("process_on_mail_received") is not None
+    assert registry.batch_handler("mail_on_created") is None

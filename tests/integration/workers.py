@@ -135,27 +135,57 @@ def intake_main() -> int:
     if process_after := int(os.environ.get("CRASH_PROCESS_BLOCK_AFTER", "0")):
         from supportdesk.intake import handlers
 
+        counted = _Counted()
         handlers.process_stored = _dead_after(  # type: ignore[assignment]
-            handlers.process_stored, process_after, marker
+            handlers.process_stored, process_after, marker, counted
+        )
+        handlers.process_stored_many = _dead_after_many(  # type: ignore[assignment]
+            handlers.process_stored_many, process_after, marker, counted
         )
     from supportdesk.cli import main as supportdesk
 
     return supportdesk(sys.argv[1:])
 
 
-def _dead_after(function: Callable[..., Any], count: int, marker: Path) -> Callable[..., Any]:
-    calls = 0
-    lock = threading.Lock()
+class _Counted:
+    """Messages processed so far by the worker, by the single and the batch path."""
 
+    def __init__(self) -> None:
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def add(self, number: int, count: int) -> int | None:
+        """The position in this call of the count-th message, if this call reaches it."""
+        with self.lock:
+            before, self.calls = self.calls, self.calls + number
+        return count - before - 1 if before < count <= before + number else None
+
+
+def _dead_after(
+    function: Callable[..., Any], count: int, marker: Path, counted: _Counted
+) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
         result = function(*args, **kwargs)
-        with lock:
-            calls += 1
-            last = calls == count
-        if last:
+        if counted.add(1, count) is not None:
             marker.write_text(str(result.pk))
             while True:  # committed, and the caller never hears of it
+                time.sleep(60)
+        return result
+
+    return wrapper
+
+
+def _dead_after_many(
+    function: Callable[..., Any], count: int, marker: Path, counted: _Counted
+) -> Callable[..., Any]:
+    """As _dead_after, for a batch of messages processed together (process_stored_many)."""
+
+    def wrapper(message_pks: list[int]) -> Any:
+        result = function(message_pks)
+        position = counted.add(len(message_pks), count)
+        if position is not None:
+            marker.write_text(str(message_pks[position]))
+            while True:  # committed, and no run of the batch is marked done
                 time.sleep(60)
         return result
 

@@ -9,7 +9,7 @@ change's transaction, which runs to write.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
@@ -17,8 +17,10 @@ if TYPE_CHECKING:
     from supportdesk.events.models import Event
 
 Handler = Callable[["Event"], None]
+BatchHandler = Callable[[Sequence["Event"]], None]
 
 _handlers: dict[str, Handler] = {}
+_batches: dict[str, BatchHandler] = {}
 _by_kind: dict[str, list[str]] = {}
 _bulk: set[str] = set()
 _scopes: list[Callable[[], AbstractContextManager[object]]] = []
@@ -50,6 +52,26 @@ def register(*kinds: str, name: str, bulk: bool = False) -> Callable[[Handler], 
     return decorate
 
 
+def register_batch(name: str) -> Callable[[BatchHandler], BatchHandler]:
+    """Run the decorated function instead of the handler `name` when a worker has claimed
+    several of its runs together: it takes their events, in order, and must leave each as
+    the handler would have. If it raises, each run is run alone by the handler (which is
+    then called for events the batch may have done already: a handler runs at least once)."""
+
+    def decorate(function: BatchHandler) -> BatchHandler:
+        existing = _batches.get(name)
+        if existing is not None and existing is not function:
+            raise ValueError(f"Two batch handlers are named {name!r}.")
+        _batches[name] = function
+        return function
+
+    return decorate
+
+
+def batch_handler(name: str) -> BatchHandler | None:
+    return _batches.get(name)
+
+
 def handlers_for(kind: str) -> list[str]:
     return list(_by_kind.get(str(kind), ()))
 
@@ -65,6 +87,7 @@ def bulk_handlers() -> frozenset[str]:
 def unregister(name: str) -> None:
     """For tests that register a handler of their own."""
     _handlers.pop(name, None)
+    _batches.pop(name, None)
     _bulk.discard(name)
     for names in _by_kind.values():
         if name in names:

@@ -18,7 +18,8 @@ import socket
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import cache
-from itertools import batched
+from itertools import batched, groupby
+from operator import attrgetter
 
 from django.conf import settings
 from django.db import connection
@@ -168,8 +169,28 @@ def execute_many(run_ids: Sequence[int]) -> int:
     in between leaves them to run again (at least once, as a kill anywhere does), one write
     instead of one each."""
     claimed = claim_many(run_ids)
-    _settle_done([run for run in claimed if _run_handler(run)])  # in order, one at a time
+    done: list[HandlerRun] = []
+    for name, group in groupby(claimed, key=attrgetter("handler")):
+        runs = list(group)
+        batch = registry.batch_handler(name)
+        if batch is not None and len(runs) > 1 and _run_batch(batch, runs):
+            done += runs
+        else:
+            done += [run for run in runs if _run_handler(run)]  # in order, one at a time
+    _settle_done(done)
     return len(claimed)
+
+
+def _run_batch(batch: registry.BatchHandler, runs: list[HandlerRun]) -> bool:
+    """The runs' events through the handler's batch function; False when it raised, and
+    each run is then run alone, so that a failure is written on the run it belongs to."""
+    try:
+        batch([run.event for run in runs])
+    except Exception:
+        logger.exception("batch handler %s failed; running its %d runs one by one",
+                         runs[0].handler, len(runs))  # fmt: skip
+        return False
+    return True
 
 
 def _run_handler(run: HandlerRun) -> bool:

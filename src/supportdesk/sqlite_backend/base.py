@@ -111,6 +111,19 @@ class DatabaseWrapper(base.DatabaseWrapper):
             fcntl.flock(self._writer_file, fcntl.LOCK_EX)
         self._writer_held = True
 
+    def urgent_writer_waiting(self) -> bool:
+        """Whether an urgent writer (the mail gateway) waits for the lock this connection
+        holds: a transaction of several parts of work ends early for it (intake/process.py).
+        It holds the urgent lock file shared while it waits, so an exclusive try fails."""
+        if not self._writer_held or self._urgent_file is None:
+            return False
+        try:
+            fcntl.flock(self._urgent_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(self._urgent_file, fcntl.LOCK_UN)
+        return False
+
     def _release_writer_lock(self) -> None:
         if self._writer_held and self._writer_file is not None:
             self._writer_held = False
