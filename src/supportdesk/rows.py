@@ -183,8 +183,9 @@ def insert_many(instances: Sequence[Model]) -> None:
     """insert() for several new instances of one model, in one statement per INSERT_ROWS_MAX:
     a batch of stored mails writes its rows at the cost of one.
 
-    The ids come back in the order of the rows, as Django's bulk_create also relies on
-    (SQLite and PostgreSQL return the rows of a plain multi-row INSERT in the order given)."""
+    The ids are taken in ascending order: both databases number the rows of one INSERT in
+    the order of its VALUES (SQLite's next rowid, PostgreSQL's sequence, row by row), while
+    neither promises to return them in that order."""
     if not instances:
         return
     connection = connections[DEFAULT_DB_ALIAS]
@@ -199,10 +200,10 @@ def insert_many(instances: Sequence[Model]) -> None:
             for instance in chunk
             for f in fields
         ]
-        ids = fetch_all(sql, values)
+        ids = sorted(pk for (pk,) in fetch_all(sql, values))
         if len(ids) != len(chunk):  # pragma: no cover  (RETURNING returns every row)
             raise RuntimeError(f"INSERT into {model._meta.db_table} returned {len(ids)} rows")
-        for instance, (pk,) in zip(chunk, ids, strict=True):
+        for instance, pk in zip(chunk, ids, strict=True):
             instance.pk = pk
             instance._state.adding = False
             instance._state.db = DEFAULT_DB_ALIAS
