@@ -13,6 +13,8 @@ import pytest
 from django.apps import apps as django_apps
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import OperationalError, connections
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from supportdesk.events import registry
 from supportdesk.events.models import Event, EventKind, HandlerRun, RunState
@@ -477,3 +479,56 @@ def test_a_batch_never_exceeds_its_limit(sysops, batches, monkeypatch):
     results = batches.hold(store_call(hold_mail(), sysops), then)
     assert all(isinstance(result, InboundMessage) for result in results)
     assert [len(subjects) for subjects in batches.subjects] == [1, 2, 2, 1]
+
+
+# ---------------------------------------------------------------- the header peek
+
+_NAMES = ["Message-ID", "message-id", "MESSAGE-ID", "From", "from", "Subject", "SUBJECT",
+          "X-Mailer", "Received", "To", "From ", "Bad Name", "", "Sub:ject"]  # fmt: skip
+# Mostly what the plain peek reads (printable ASCII, tabs), sometimes what it leaves.
+_TEXT = st.text(
+    alphabet=st.one_of(
+        st.characters(min_codepoint=32, max_codepoint=126), st.sampled_from("\t:<>@")
+    ),
+    max_size=30,
+) | st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=10)
+_LINE = st.one_of(
+    st.builds(
+        "{}:{}{}".format,
+        st.sampled_from(_NAMES),
+        st.sampled_from(["", " ", "  ", "\t"]),
+        _TEXT,
+    ),
+    st.builds("{}{}".format, st.sampled_from([" ", "\t", "  "]), _TEXT),
+    st.sampled_from(["", "junk without a colon", "From someone", "=?utf-8?q?x?=", "Jörg"]),
+)
+
+
+@given(
+    lines=st.lists(_LINE, max_size=12),
+    ending=st.sampled_from(["\r\n", "\n"]),
+    body=st.sampled_from(["", "\r\n\r\nbody\r\n", "\n\nbody\n"]),
+)
+@example(lines=["Subject: a", " b", "\tc", "From: x@y"], ending="\r\n", body="")
+@example(lines=["X: 1", " folded", "subject:  Two", "Subject: second"], ending="\n", body="")
+@example(lines=[" first folded", "Subject: s"], ending="\r\n", body="")
+@example(lines=["Subject: s", ":no name", " cont"], ending="\r\n", body="")
+@example(lines=["X: 1", "junk without a colon", "Subject: after"], ending="\r\n", body="")
+def test_the_plain_header_peek_reads_what_the_compat32_parser_reads(lines, ending, body):
+    raw = ending.join(lines).encode("utf-8", "surrogateescape") + body.encode()
+    assert store.peek_headers(raw) == store._peek_compat32(store._header_block(raw))
+
+
+def test_the_plain_peek_is_taken_for_plain_headers_only(monkeypatch):
+    taken: list[str] = []
+    real = store._peek_plain
+    monkeypatch.setattr(store, "_peek_plain", lambda block: taken.append(block) or real(block))
+    assert store.peek_headers(PLAIN.replace(b"=?utf-8?q?Server_d=C3=A9faillant?=", b"Down")) == {
+        "message_id": "<abc-1@acme.test>",
+        "from_address": "Bob Customer <bob@acme.test>",
+        "subject": "Down",
+    }
+    assert len(taken) == 1
+    assert store.peek_headers(PLAIN)["subject"] == "Server défaillant"  # encoded words
+    assert store.peek_headers(HOSTILE["headers only, latin-1"])["subject"] == "Gr\ufffd\ufffde"
+    assert len(taken) == 1

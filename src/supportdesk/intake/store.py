@@ -20,6 +20,7 @@ import errno
 import hashlib
 import logging
 import os
+import re
 import secrets
 import threading
 from collections import deque
@@ -176,33 +177,35 @@ def raw_name(digest: str) -> str:
     return f"mail/raw/{timezone.now():%Y/%m/%d}/{digest[:16]}-{secrets.token_hex(8)}.eml"
 
 
-def _local_path(storage: Storage, name: str) -> Path | None:
+def _local_path(storage: Storage, name: str) -> str | None:
     try:
-        return Path(storage.path(name))
+        return storage.path(name)
     except NotImplementedError:  # a remote store (S3): its PUT is durable when it returns
         return None
 
 
-def _write_file(storage: Storage, raw: bytes, digest: str) -> tuple[str, list[Path]]:
+def _write_file(storage: Storage, raw: bytes, digest: str) -> tuple[str, list[str]]:
     """Save through the storage API and fsync the file; return its name and the directories
     to fsync before its row commits: its own, and the parent of each directory made now.
     Those are left to the batch, which syncs a directory once for all the files it got.
+    (Paths as strings: pathlib's objects were a twentieth of the gateway's store thread.)
 
     Raises StoreUnavailable (disk_full for ENOSPC/EDQUOT) after removing a half-written file.
     """
     wanted = raw_name(digest)
     local = _local_path(storage, wanted)
-    new_directories = _missing_directories(local.parent) if local is not None else []
+    directory = os.path.dirname(local) if local is not None else ""
+    new_directories = _missing_directories(directory) if local is not None else []
     try:
         name = storage.save(wanted, ContentFile(raw))
         if local is not None:
-            _fsync(Path(storage.path(name)))
+            _fsync(storage.path(name))
     except OSError as error:
         _remove(storage, wanted)
         raise _file_refused(error) from error
     if local is None:
         return name, []
-    return name, [local.parent, *(d.parent for d in new_directories)]
+    return name, [directory, *(os.path.dirname(d) for d in new_directories)]
 
 
 def _file_refused(error: OSError) -> StoreUnavailable:
@@ -211,15 +214,15 @@ def _file_refused(error: OSError) -> StoreUnavailable:
     return StoreUnavailable(f"The message was not stored: {reason}.", disk_full=full)
 
 
-def _missing_directories(directory: Path) -> list[Path]:
+def _missing_directories(directory: str) -> list[str]:
     missing = []
-    while not directory.exists() and directory != directory.parent:
+    while not os.path.exists(directory) and directory != os.path.dirname(directory):
         missing.append(directory)
-        directory = directory.parent
+        directory = os.path.dirname(directory)
     return missing
 
 
-def _fsync(path: Path) -> None:
+def _fsync(path: str | Path) -> None:
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
@@ -269,7 +272,7 @@ class _Pending:
     thread commits it sets `outcome`, then `done` (under the committer's lock)."""
 
     message: InboundMessage
-    directories: list[Path]
+    directories: list[str]
     outcome: InboundMessage | BaseException | None = None
     done: bool = False
 
@@ -347,7 +350,7 @@ def _commit_batch(batch: list[_Pending]) -> None:
 def _sync_directories(batch: list[_Pending]) -> list[_Pending]:
     """fsync each directory once for all the batch's files in it, so that their names
     survive a power cut; return the messages whose directories synced, refuse the others."""
-    failed: dict[Path, OSError] = {}
+    failed: dict[str, OSError] = {}
     for directory in dict.fromkeys(d for pending in batch for d in pending.directories):
         try:
             _fsync(directory)
@@ -428,16 +431,67 @@ def _refuse(batch: list[_Pending], error: DatabaseError, *, committing: bool) ->
         pending.outcome.__cause__ = error
 
 
+_PEEKED = {"message-id": "message_id", "from": "from_address", "subject": "subject"}
+# What makes a header block other than plain: bytes beyond ASCII, encoded words, NUL, the
+# line breaks the email package reads that str.split("\n") does not (a lone CR) and the
+# other way round, and an envelope "From " line. The compat32 parser reads those.
+_NOT_PLAIN = re.compile(rb"[^\x01-\x7f]|=\?|\r(?!\n)|[\x0b\x0c\x1c-\x1e]|(?:^|\n)From ")
+_HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]*:")  # the email package's headerRE
+
+
 def peek_headers(raw: bytes) -> dict[str, str]:
     """Message-ID, From and Subject for lists and logs, read cheaply and defensively: a header
     that cannot be read is left empty, or kept as it came when its encoded words are broken.
 
     The raw values (compat32) with their encoded words decoded, not policy.default's parsed
     headers, which cost five times as much; the processor parses the whole message later.
+    Plain ASCII headers (nearly every mail) are read by _peek_plain, as compat32 reads them,
+    in half the time: the parser was a seventh of the gateway's store thread in a profile.
     """
+    block = _header_block(raw)
+    if _NOT_PLAIN.search(block) is None:
+        return _peek_plain(block.decode("ascii"))
+    return _peek_compat32(block)
+
+
+def _peek_plain(block: str) -> dict[str, str]:
+    """The three headers of a plain ASCII header block, as the compat32 parser reads them
+    (tests/intake/test_store.py compares the two): the first of each name, in any case, its
+    folded lines joined; a line that is neither a header nor a folded line ends the block.
+    What that parser reads with a defect (a folded first line, a header with no name) is
+    left to it."""
+    found = dict.fromkeys(("message_id", "from_address", "subject"), "")
+    taken: set[str] = set()
+    field: str | None = None  # the one of the three the header being read fills
+    parts: list[str] = []
+    for number, line in enumerate(block.split("\n")):
+        line = line.removesuffix("\r")
+        if line[:1] in (" ", "\t"):
+            if number == 0:
+                return _peek_compat32(block.encode("ascii"))
+            parts.append(line)
+            continue
+        if field is not None:
+            found[field] = _clean("".join(parts))
+            field = None
+        if line[:1] == ":":
+            return _peek_compat32(block.encode("ascii"))
+        if not line or _HEADER_NAME.match(line) is None:
+            break
+        name, _, value = line.partition(":")
+        key = _PEEKED.get(name.lower())
+        if key is not None and key not in taken:
+            taken.add(key)
+            field, parts = key, [value.lstrip(" \t")]
+    if field is not None:
+        found[field] = _clean("".join(parts))
+    return found
+
+
+def _peek_compat32(block: bytes) -> dict[str, str]:
     found = dict.fromkeys(("message_id", "from_address", "subject"), "")
     try:
-        message = BytesHeaderParser(policy=policy.compat32).parsebytes(_header_block(raw))
+        message = BytesHeaderParser(policy=policy.compat32).parsebytes(block)
     except Exception:  # noqa: BLE001  (hostile bytes: the row is still written, headers empty)
         return found
     for field, header in (
