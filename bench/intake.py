@@ -488,7 +488,8 @@ def report(result: dict[str, Any]) -> str:
         "",
         f"CPU per mail: the gateway {g['cpu_ms_per_mail']} ms beside the workers, "
         f"{a['cpu_ms_per_mail']} ms alone; the workers {e['worker_cpu_ms_per_mail']} ms "
-        "(stored mail -> ticket -> acknowledgement, all workers together).",
+        "(stored mail -> ticket -> acknowledgement, all workers together); the SMTP sink "
+        f"{e['sink_cpu_ms_per_mail']} ms.",
         f"Message states: {e['message_states']}; other mail at the sink: "
         f"{e['other_mail_accepted_by_sink']}; worker kills at "
         f"{', '.join(f'{k:.0f} s' for k in e['kills_at_seconds']) or '-'} "
@@ -647,6 +648,7 @@ def run(args: argparse.Namespace, home: Path) -> int:
         time.sleep(1.0)  # a late repeat of an acknowledgement would show now
         sink.read()
         outcome.refresh(prefix, everything=True)
+        sink_cpu = cpu_seconds(sink.process)
         for worker in workers:
             worker_cpu.ending(worker)
         exit_codes.extend(stop_workers(workers))
@@ -702,6 +704,7 @@ def run(args: argparse.Namespace, home: Path) -> int:
         "complete": lost == 0 and len(ack_times) == len(sent.accepted),
         "kills_at_seconds": [round(k, 1) for k in kills_at],
         "worker_cpu_ms_per_mail": round(worker_cpu.used * 1000 / max(1, len(ack_times)), 2),
+        "sink_cpu_ms_per_mail": round(sink_cpu * 1000 / max(1, len(ack_times)), 2),
         "worker_exit_codes": exit_codes,
     }
     import django

@@ -93,6 +93,8 @@ def say(message: str) -> None:
 
 # ---------------------------------------------------------------- the SMTP sink
 
+PLAIN_PATH = re.compile(r"[ \t]*<([^<>@\s\"\\(),:;\[\]]+@[A-Za-z0-9.-]+)>(?:[ \t]+|\Z)")
+
 
 def run_sink(port: int, log: Path) -> int:
     """Accept every mail; write `accepted-at<TAB>Message-ID<TAB>recipients` per mail, flushed,
@@ -112,7 +114,24 @@ def run_sink(port: int, log: Path) -> int:
             out.write(f"{accepted:.6f}\t{message_id}\t{','.join(envelope.rcpt_tos)}\n")
             return "250 Message accepted for delivery"
 
-    controller = Controller(Recorder(), hostname="127.0.0.1", port=port)
+    from aiosmtpd.smtp import SMTP
+
+    class PlainSMTP(SMTP):
+        """aiosmtpd reading `<local@domain>` without its address parser, which defines a
+        class on every MAIL and RCPT: the sink stands in for a remote mail server, and the
+        CPU it takes here is taken from the workers measured beside it."""
+
+        def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+            plain = PLAIN_PATH.match(arg)
+            if plain is None:
+                return super()._getaddr(arg)
+            return plain.group(1), arg[plain.end() :]
+
+    class SinkController(Controller):
+        def factory(self) -> SMTP:
+            return PlainSMTP(self.handler, **self.SMTP_kwargs)
+
+    controller = SinkController(Recorder(), hostname="127.0.0.1", port=port)
     controller.start()
     done = [False]
 
