@@ -6,6 +6,8 @@ import copy
 from email import message_from_bytes, policy
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from supportdesk.intake import parse
 from supportdesk.intake.loop_guard import automatic_reason
@@ -280,3 +282,54 @@ def test_a_part_the_generator_copies_and_changes_is_written_with_its_changed_hea
     assert "Content-Transfer-Encoding: quoted-printable" in written
     assert written == reference.as_string()
     assert header_view(ours) == header_view(reference)  # the original is unchanged
+
+
+# ---------------------------------------------------------------- plain addresses
+
+_ATEXT = "abcXYZ019!#$%&'*+/=?^_`{|}~-"
+_ADDRESS_VALUES = st.one_of(
+    st.text(alphabet=_ATEXT + ' .@<>",()\t', max_size=40),
+    st.builds(
+        "{}{}{}<{}@{}>{}".format,
+        st.sampled_from(["", " ", "\r\n "]),
+        st.text(alphabet=_ATEXT + ' .\t"', max_size=15),
+        st.sampled_from(["", " ", "\t", "\r\n\t"]),
+        st.text(alphabet=_ATEXT + ".", min_size=1, max_size=12),
+        st.text(alphabet=_ATEXT + ".[]", min_size=1, max_size=12),
+        st.sampled_from(["", " ", " (comment)", ", other@example.org", "\r\n "]),
+    ),
+    st.builds(
+        "{}@{}{}".format,
+        st.text(alphabet=_ATEXT + ".", min_size=1, max_size=12),
+        st.text(alphabet=_ATEXT + ".", min_size=1, max_size=12),
+        st.sampled_from(["", " ", ",", " <x@y>"]),
+    ),
+)
+
+
+@given(value=_ADDRESS_VALUES, name=st.sampled_from(["From", "To", "Cc"]))
+@example(value="Bob Customer <Bob@Acme.TEST>", name="From")
+@example(value="=?utf-8?q?J=C3=B6rg?= <j@example.de>", name="From")
+@example(value="J. Smith <j@x.org>", name="To")
+@example(value="a@b, c@d", name="To")
+@example(value="Bob\r\n Customer <b@x.org>", name="From")
+def test_a_plain_address_reads_as_policy_default_reads_it(value, name):
+    raw = f"{name}: {value}\r\nSubject: s\r\n\r\nbody\r\n".encode()
+    msg = message_from_bytes(raw, policy=parse.POLICY)
+    assert parse._address_pairs(msg, name) == parse._parsed_address_pairs(msg, name)
+
+
+def test_plain_addresses_skip_the_header_parser_and_others_do_not(monkeypatch):
+    parsed: list[str] = []
+    real = parse._parsed_address_pairs
+    monkeypatch.setattr(
+        parse, "_parsed_address_pairs", lambda msg, name: parsed.append(name) or real(msg, name)
+    )
+    message = parse_message(
+        b"From: Bob Customer <Bob@Acme.test>\r\nTo: support@example.org\r\n"
+        b'Cc: "Smith, Jo" <jo@acme.test>, ann@acme.test\r\nSubject: s\r\n\r\nbody\r\n'
+    )
+    assert (message.from_name, message.from_address) == ("Bob Customer", "bob@acme.test")
+    assert message.to == ("support@example.org",)
+    assert message.cc == ("jo@acme.test", "ann@acme.test")
+    assert parsed == ["Cc"]

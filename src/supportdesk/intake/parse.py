@@ -217,7 +217,39 @@ def _addresses(msg: Message, name: str) -> tuple[str, ...]:
 
 
 def _address_pairs(msg: Message, name: str) -> list[tuple[str, str]]:
-    """(display name, lower-cased address) pairs; only addresses with one @ and no spaces."""
+    """(display name, lower-cased address) pairs; only addresses with one @ and no spaces.
+
+    A plain `address` or `Display Name <address>` (nearly every From and To) is read by a
+    pattern, as policy.default reads it (tests/intake/test_parse.py compares the two), and
+    anything else by policy.default: its parse was a fifth of parse_message's CPU."""
+    raw = _first_raw_value(msg, name)
+    plain = _PLAIN_ADDRESS.fullmatch(raw) if raw is not None and "=?" not in raw else None
+    if plain is not None:
+        display, address = plain.group(1) or "", plain.group(2) or plain.group(3)
+        return _cleaned_pairs([(display, address)])
+    return _parsed_address_pairs(msg, name)
+
+
+_ATOMS = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM_ADDRESS = rf"{_ATOMS}(?:\.{_ATOMS})*@{_ATOMS}(?:\.{_ATOMS})*"
+# `address`, or a display name of atoms then `<address>`, with blanks and folding around.
+_PLAIN_ADDRESS = re.compile(
+    rf"[ \t\r\n]*(?:((?:{_ATOMS}[ \t\r\n]+)*{_ATOMS})[ \t\r\n]*<({_DOT_ATOM_ADDRESS})>"
+    rf"|({_DOT_ATOM_ADDRESS}))[ \t\r\n]*"
+)
+
+
+def _first_raw_value(msg: Message, name: str) -> str | None:
+    """The first header of this name as it came, if it came as plain text (not one set by
+    assignment, nor one with undecodable bytes)."""
+    name = name.lower()
+    for key, value in msg.raw_items():
+        if key.lower() == name:
+            return value if type(value) is str and value.isascii() else None
+    return None
+
+
+def _parsed_address_pairs(msg: Message, name: str) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     try:
         header = msg.get(name)
@@ -229,6 +261,10 @@ def _address_pairs(msg: Message, name: str) -> list[tuple[str, str]]:
     except Exception:  # noqa: BLE001  (fall back to the lenient stdlib parser)
         raw = next((str(v) for k, v in msg.raw_items() if k.lower() == name.lower()), "")
         pairs = [parseaddr(part) for part in raw.split(",")]
+    return _cleaned_pairs(pairs)
+
+
+def _cleaned_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     result = []
     for display, address in pairs:
         clean = safe_text(address).strip().strip("<>").lower()
