@@ -367,6 +367,35 @@ def test_a_batch_that_raises_is_run_again_one_by_one_with_each_failure_on_its_ru
     assert HandlerRun.objects.get(pk=ids[1]).last_error == "later"
 
 
-def test_stored_mail_has_a_batch_function_and_acknowledgements_do_not():
+def test_stored_mail_and_every_mail_handler_have_a_batch_function():
     assert registry.batch_handler("process_on_mail_received") is not None
-    assert registry.batch_handler("mail_on_created") is None
+    assert registry.batch_handler("mail_on_created") is not None
+    assert registry.batch_handler("mail_on_response_added") is not None
+    assert registry.batch_handler("no_such_handler") is None
+
+
+def test_the_failures_a_batch_returns_are_written_on_their_runs_and_the_rest_are_done(
+    probe, alice, bob, monkeypatch
+):
+    monkeypatch.setattr(registry, "_batches", {})
+    ticket = make_ticket(requester=bob)
+    for n in range(4):
+        ticket = edit(ticket, alice, title=f"Title {n}")
+    runs = list(HandlerRun.objects.order_by("pk"))
+    events = [run.event_id for run in runs]
+    failures = {
+        events[1]: DeliveryError("busy", retry_after=60),
+        events[2]: DeliveryError("no such user", permanent=True),
+        events[3]: ValueError("a bug"),
+    }
+    registry.register_batch("probe_on_updated")(lambda given: failures)
+    assert tasks.execute_many([run.pk for run in runs]) == 4
+    after = {run.pk: run for run in HandlerRun.objects.all()}
+    assert [after[run.pk].state for run in runs] == [
+        RunState.DONE, RunState.PENDING, RunState.FAILED, RunState.PENDING,
+    ]  # fmt: skip
+    assert [after[run.pk].last_error for run in runs[1:]] == [
+        "busy", "no such user", "ValueError: a bug",
+    ]  # fmt: skip
+    assert after[runs[1].pk].due_at >= timezone.now() + timedelta(seconds=59)
+    assert SEEN == []  # nothing was run again one by one

@@ -125,3 +125,26 @@ def test_a_conflict_writes_none_of_the_rows(bob, alice):
     with pytest.raises(IntegrityError):
         deliveries._inserted(new)
     assert list(MailDelivery.objects.filter(event=event).values_list("pk", flat=True)) == [taken.pk]
+
+
+def test_rows_of_several_events_are_matched_by_event_and_address_in_any_order(
+    event, bob, monkeypatch
+):
+    """The same people on two tickets: one statement, each row its own id."""
+    make_ticket(requester=bob, ccs=CCS)
+    second = deliveries._loaded(Event.objects.latest("id"))
+    fetch_all = rows.fetch_all
+    monkeypatch.setattr(rows, "fetch_all", lambda sql, params: fetch_all(sql, params)[::-1])
+    with CaptureQueriesContext(connection) as context:
+        plans = deliveries.planned_many([event, second])
+    monkeypatch.undo()
+    assert len(inserts(context)) == 1
+    for planned_event in (event, second):
+        written = {row.pk: (row.event_id, row.recipient) for row in plans[planned_event.pk]}
+        stored = MailDelivery.objects.filter(event=planned_event)
+        assert written == {row.pk: (row.event_id, row.recipient) for row in stored}
+        assert len(written) == 5
+    again = deliveries.planned_many([event, second])  # planned before: read, not written
+    assert {e: [row.pk for row in r] for e, r in again.items()} == {
+        e: [row.pk for row in sorted(r, key=lambda row: row.pk)] for e, r in plans.items()
+    }

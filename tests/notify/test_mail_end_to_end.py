@@ -292,3 +292,51 @@ def test_the_event_as_deliver_loads_it_equals_the_orms_select_related(bob, alice
             assert values(mine) == values(theirs)
     assert full.response is not None  # the test covers a response and its author
     assert loaded.ticket.assignee is None  # and, for the bare event, empty relations
+
+
+def test_runs_claimed_together_plan_in_one_statement_and_send_each_mail_once(bob, alice, smtp_sink):
+    tickets = [make_ticket(requester=bob, title=f"Ticket {n}", ccs=[PLAIN_CC]) for n in range(3)]
+    runs = list(HandlerRun.objects.filter(handler="mail_on_created").order_by("pk"))
+    with CaptureQueriesContext(connection) as queries:
+        assert tasks.execute_many([run.pk for run in runs]) == 3
+    planned = [q["sql"] for q in queries.captured_queries if "INSERT INTO" in q["sql"]]
+    assert len(planned) == 1  # the three events' nine rows
+    assert {run.state for run in HandlerRun.objects.filter(pk__in=[r.pk for r in runs])} == {
+        RunState.DONE
+    }
+    sent = MailDelivery.objects.filter(ticket__in=tickets)
+    assert sent.count() == 9
+    assert {row.state for row in sent} == {DeliveryState.SENT}
+    assert smtp_sink.wait_for(9)
+    assert Counter(smtp_sink.message_ids()) == Counter({row.message_id: 1 for row in sent})
+    assert len({delivery.peer for delivery in smtp_sink.deliveries}) == 1  # one connection
+
+
+def test_in_a_batch_each_runs_failure_is_its_own(bob, carol, alice, smtp_sink):
+    """Every mail of Carol's ticket is refused for good (hers and Alice's, the agent's), one
+    of Bob's: her run fails, his is done, as each would end alone."""
+    make_ticket(requester=bob, title="Goes")
+    make_ticket(requester=carol, title="Refused")
+    runs = {
+        run.event.ticket.title: run
+        for run in HandlerRun.objects.filter(handler="mail_on_created").select_related(
+            "event__ticket"
+        )
+    }
+    smtp_sink.reject_recipient(carol.email, 550)
+    smtp_sink.reject_recipient(alice.email, 550)
+    assert tasks.execute_many([run.pk for run in runs.values()]) == 2
+    after = {title: HandlerRun.objects.get(pk=run.pk) for title, run in runs.items()}
+    assert after["Refused"].state == RunState.FAILED
+    assert "Every mail tried (2) was refused" in after["Refused"].last_error
+    assert after["Goes"].state == RunState.DONE
+    states = {
+        (row.event.ticket.title, row.recipient): row.state
+        for row in MailDelivery.objects.select_related("event__ticket")
+    }
+    assert states == {
+        ("Goes", bob.email): DeliveryState.SENT,
+        ("Goes", alice.email): DeliveryState.FAILED,
+        ("Refused", carol.email): DeliveryState.FAILED,
+        ("Refused", alice.email): DeliveryState.FAILED,
+    }

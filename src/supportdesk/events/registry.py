@@ -9,7 +9,7 @@ change's transaction, which runs to write.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from supportdesk.events.models import Event
 
 Handler = Callable[["Event"], None]
-BatchHandler = Callable[[Sequence["Event"]], None]
+BatchHandler = Callable[[Sequence["Event"]], Mapping[int, BaseException] | None]
 
 _handlers: dict[str, Handler] = {}
 _batches: dict[str, BatchHandler] = {}
@@ -55,8 +55,10 @@ def register(*kinds: str, name: str, bulk: bool = False) -> Callable[[Handler], 
 def register_batch(name: str) -> Callable[[BatchHandler], BatchHandler]:
     """Run the decorated function instead of the handler `name` when a worker has claimed
     several of its runs together: it takes their events, in order, and must leave each as
-    the handler would have. If it raises, each run is run alone by the handler (which is
-    then called for events the batch may have done already: a handler runs at least once)."""
+    the handler would have. It returns what the handler would have raised for each event
+    that failed, by event id (None or {} when none did), and each is written on its run. If
+    it raises, each run is run alone by the handler (which is then called for events the
+    batch may have done already: a handler runs at least once)."""
 
     def decorate(function: BatchHandler) -> BatchHandler:
         existing = _batches.get(name)

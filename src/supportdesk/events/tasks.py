@@ -15,7 +15,7 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import cache
 from itertools import batched, groupby
@@ -173,24 +173,32 @@ def execute_many(run_ids: Sequence[int]) -> int:
     for name, group in groupby(claimed, key=attrgetter("handler")):
         runs = list(group)
         batch = registry.batch_handler(name)
-        if batch is not None and len(runs) > 1 and _run_batch(batch, runs):
-            done += runs
-        else:
+        failures = _run_batch(batch, runs) if batch is not None and len(runs) > 1 else None
+        if failures is None:
             done += [run for run in runs if _run_handler(run)]  # in order, one at a time
+            continue
+        for run in runs:
+            error = failures.get(run.event_id)
+            if error is None:
+                done.append(run)
+            else:
+                _record_failure(run, error)
     _settle_done(done)
     return len(claimed)
 
 
-def _run_batch(batch: registry.BatchHandler, runs: list[HandlerRun]) -> bool:
-    """The runs' events through the handler's batch function; False when it raised, and
-    each run is then run alone, so that a failure is written on the run it belongs to."""
+def _run_batch(
+    batch: registry.BatchHandler, runs: list[HandlerRun]
+) -> Mapping[int, BaseException] | None:
+    """The runs' events through the handler's batch function: the failures it returns, by
+    event; None when it raised, and each run is then run alone, so that a failure is written
+    on the run it belongs to."""
     try:
-        batch([run.event for run in runs])
+        return batch([run.event for run in runs]) or {}
     except Exception:
         logger.exception("batch handler %s failed; running its %d runs one by one",
                          runs[0].handler, len(runs))  # fmt: skip
-        return False
-    return True
+        return None
 
 
 def _run_handler(run: HandlerRun) -> bool:
@@ -200,14 +208,20 @@ def _run_handler(run: HandlerRun) -> bool:
         if function is None:
             raise DeliveryError(f"No handler is named {run.handler!r}.", permanent=True)
         function(run.event)
-    except DeliveryError as error:
+    except Exception as error:  # noqa: BLE001  (written on the run, retried or failed)
+        _record_failure(run, error)
+        return False
+    return True
+
+
+def _record_failure(run: HandlerRun, error: BaseException) -> None:
+    """A DeliveryError as it asks (retry, after a wait, or give up); anything else is a bug
+    or an unforeseen failure: retried, visibly, then failed."""
+    if isinstance(error, DeliveryError):
         _failed(run, error.message, permanent=error.permanent, retry_after=error.retry_after)
-    except Exception as error:  # a bug or an unforeseen failure: retried, visibly, then failed
-        logger.exception("handler %s failed on event %s", run.handler, run.event_id)
-        _failed(run, f"{type(error).__name__}: {error}", permanent=False, retry_after=None)
-    else:
-        return True
-    return False
+        return
+    logger.error("handler %s failed on event %s", run.handler, run.event_id, exc_info=error)
+    _failed(run, f"{type(error).__name__}: {error}", permanent=False, retry_after=None)
 
 
 def _settle_done(runs: Sequence[HandlerRun]) -> int:

@@ -2,8 +2,8 @@
 
 It does nothing else: parsing, threading and replies happen in the MAIL_RECEIVED handler run
 that commits with the stored row, so a slow or failing processor never makes a sender wait
-or lose a message. Django's database calls are synchronous, so the lookups and the store run
-in a thread pool beside the asyncio loop.
+or lose a message. Django's database calls are synchronous, so they run beside the asyncio
+loop: the mailbox lookups in a thread pool, the stores in one store thread (Storer).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ sends only the mails not sent yet.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
@@ -43,35 +44,54 @@ def deliver(event: Event, *, handler: str) -> None:
     """
     event = _loaded(event)
     deliveries = planned(event)
-    attempts = _run_attempts(event, handler)
+    with transport.session():  # the run's mails share one SMTP connection
+        _send(event, deliveries, _run_attempts(event, handler))
+
+
+def deliver_many(events: Sequence[Event], *, handler: str) -> dict[int, DeliveryError]:
+    """deliver() for the events of several runs claimed together, their rows planned in
+    one statement and their mails sent over one SMTP connection; returns what deliver()
+    would have raised for each event, by event id. A failure to plan raises: each run is
+    then run alone (events/tasks.py)."""
+    loaded = [_loaded(event) for event in events]
+    plans = planned_many(loaded)
+    attempts = _runs_attempts([event.pk for event in loaded], handler)
+    failures: dict[int, DeliveryError] = {}
+    with transport.session():
+        for event in loaded:
+            try:
+                _send(event, plans[event.pk], attempts.get(event.pk))
+            except DeliveryError as error:
+                failures[event.pk] = error
+    return failures
+
+
+def _send(event: Event, deliveries: list[MailDelivery], attempts: int | None) -> None:
     last_attempt = attempts is not None and attempts >= settings.TASK_MAX_ATTEMPTS
     retried_by_admin = attempts == 1  # rows exist before the first claim only after a retry
     waiting: list[DeliveryError] = []
     refused: list[DeliveryError] = []
     tried = 0
-    with transport.session():  # the run's mails share one SMTP connection
-        for row in deliveries:
-            if row.state == DeliveryState.SENT or (
-                row.state == DeliveryState.FAILED and not retried_by_admin
-            ):
-                continue
-            tried += 1
-            try:
-                transport.send(messages.build(row, event))
-            except DeliveryError as error:
-                if error.permanent:
-                    refused.append(error)
-                    _settle(row, DeliveryState.FAILED, error.message)
-                elif last_attempt:
-                    waiting.append(error)
-                    _settle(
-                        row, DeliveryState.FAILED, f"{GAVE_UP} {row.attempts + 1}: {error.message}"
-                    )
-                else:
-                    waiting.append(error)
-                    _settle(row, DeliveryState.RETRYING, error.message)
+    for row in deliveries:
+        if row.state == DeliveryState.SENT or (
+            row.state == DeliveryState.FAILED and not retried_by_admin
+        ):
+            continue
+        tried += 1
+        try:
+            transport.send(messages.build(row, event))
+        except DeliveryError as error:
+            if error.permanent:
+                refused.append(error)
+                _settle(row, DeliveryState.FAILED, error.message)
+            elif last_attempt:
+                waiting.append(error)
+                _settle(row, DeliveryState.FAILED, f"{GAVE_UP} {row.attempts + 1}: {error.message}")
             else:
-                _settle(row, DeliveryState.SENT, "")
+                waiting.append(error)
+                _settle(row, DeliveryState.RETRYING, error.message)
+        else:
+            _settle(row, DeliveryState.SENT, "")
     _raise_for(waiting, refused, tried)
 
 
@@ -102,6 +122,26 @@ def planned(event: Event) -> list[MailDelivery]:
     # read again. A conflict would mean a run in parallel with itself, which the outbox's
     # claim rules out; it fails the attempt, and the retry reads.
     return _inserted(new_rows(event, recipients))
+
+
+def planned_many(events: Sequence[Event]) -> dict[int, list[MailDelivery]]:
+    """planned() for several events, by event id: the rows of those planned before are
+    read, the others' written together in one statement."""
+    with_rows = {
+        row[0]
+        for row in rows.fetch_all(_with_rows_sql(len(events)), [event.pk for event in events])
+    }
+    plans: dict[int, list[MailDelivery]] = {}
+    new: list[MailDelivery] = []
+    for event in events:
+        if event.pk in with_rows:
+            plans[event.pk] = _rows(event)
+        else:
+            plans[event.pk] = new_rows(event, recipients_for(event))
+            new += plans[event.pk]
+    if new:
+        _inserted(new)
+    return plans
 
 
 def new_rows(event: Event, recipients: list[Recipient]) -> list[MailDelivery]:
@@ -139,11 +179,12 @@ def _inserted(new: list[MailDelivery]) -> list[MailDelivery]:
         for row in new
         for field in fields
     ]
-    ids_by_recipient = dict(rows.fetch_all(_insert_sql(len(new)), values))
+    returned = rows.fetch_all(_insert_sql(len(new)), values)
+    ids = {(event, recipient): pk for event, recipient, pk in returned}
     for row in new:
-        # Matched by address (unique per event): neither SQLite nor PostgreSQL promises
-        # RETURNING in the order of VALUES.
-        row.pk = ids_by_recipient[row.recipient]
+        # Matched by event and address (unique together): neither SQLite nor PostgreSQL
+        # promises RETURNING in the order of VALUES.
+        row.pk = ids[(row.event_id, row.recipient)]
         row._state.adding = False
         row._state.db = DEFAULT_DB_ALIAS
     return new
@@ -163,9 +204,10 @@ def _insert_sql(count: int) -> str:
     marks = ", ".join([f"({', '.join(['%s'] * len(fields))})"] * count)
     pk = quote(str(MailDelivery._meta.pk.column))
     recipient = quote(str(MailDelivery._meta.get_field("recipient").column))
+    event = quote(str(MailDelivery._meta.get_field("event").column))
     return (
         f"INSERT INTO {rows.table(MailDelivery)} ({names}) VALUES {marks}"  # noqa: S608
-        f" RETURNING {recipient}, {pk}"
+        f" RETURNING {event}, {recipient}, {pk}"
     )
 
 
@@ -231,6 +273,28 @@ def _run_attempts(event: Event, handler: str) -> int | None:
     the outbox, e.g. a test calling the handler itself)."""
     found = rows.fetch_one(_attempts_sql(), [event.pk, handler])
     return None if found is None else int(found[0])
+
+
+def _runs_attempts(event_ids: list[int], handler: str) -> dict[int, int]:
+    """_run_attempts for several events, by event id."""
+    found = rows.fetch_all(_runs_attempts_sql(len(event_ids)), [*event_ids, handler])
+    return {int(event): int(attempts) for event, attempts in found}
+
+
+@cache
+def _runs_attempts_sql(count: int) -> str:
+    marks = ", ".join(["%s"] * count)
+    return (
+        f"SELECT event_id, attempts FROM {rows.table(HandlerRun)}"  # noqa: S608
+        f" WHERE event_id IN ({marks}) AND handler = %s"
+    )
+
+
+@cache
+def _with_rows_sql(count: int) -> str:
+    marks = ", ".join(["%s"] * count)
+    table = rows.table(MailDelivery)
+    return f"SELECT DISTINCT event_id FROM {table} WHERE event_id IN ({marks})"  # noqa: S608
 
 
 @cache

@@ -7,9 +7,12 @@ mail no customer. Who gets what is decided in recipients.py; sending in deliveri
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from supportdesk.errors import DeliveryError
 from supportdesk.events import registry
 from supportdesk.events.models import Event, EventKind
-from supportdesk.notify.deliveries import deliver
+from supportdesk.notify.deliveries import deliver, deliver_many
 from supportdesk.notify.recipients import MAILED_KINDS
 
 
@@ -19,7 +22,11 @@ def _mail_on(kind: EventKind) -> registry.Handler:
     def handle(event: Event) -> None:
         deliver(event, handler=name)
 
+    def handle_many(events: Sequence[Event]) -> dict[int, DeliveryError]:
+        return deliver_many(events, handler=name)
+
     handle.__name__ = handle.__qualname__ = name
+    registry.register_batch(name)(handle_many)
     return registry.register(kind, name=name)(handle)
 
 
