@@ -520,3 +520,23 @@ def test_the_gateway_process_hands_the_gil_over_often(monkeypatch):
         sys.setswitchinterval(default)
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
+
+
+def test_an_unexpected_error_in_the_store_thread_answers_451_and_the_next_mail_is_stored(
+    gateway, monkeypatch
+):
+    from supportdesk.intake import smtpd
+
+    real = smtpd.store_many
+    calls: list[int] = []
+
+    def broken_once(incoming):
+        calls.append(len(incoming))
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the store")
+        return real(incoming)
+
+    monkeypatch.setattr(smtpd, "store_many", broken_once)
+    assert data_reply(gateway, mail("first"))[0] == 451
+    assert data_reply(gateway, mail("second"))[0] == 250
+    assert list(InboundMessage.objects.values_list("subject", flat=True)) == ["second"]
