@@ -97,8 +97,8 @@ def process_stored_many(message_pks: Sequence[int]) -> None:
     worker held it 7.4 ms a message where one alone holds it 4.7 (a cold page cache after
     the other's commit, a BEGIN and COMMIT each), 5.5 ms in batches (bench/README.md, "Mail
     in"). The transaction ends early whenever the mail
-    gateway waits for the lock, whose commits a sender waits for. At most AHEAD_MAX_BYTES of
-    raw mail is held read ahead (a message larger than that goes alone).
+    gateway waits for the lock, whose commits a sender waits for. Reading ahead stops once
+    AHEAD_MAX_BYTES of raw mail is held: a large message ends its group.
     """
     waiting = list(message_pks)
     while waiting:
