@@ -44,6 +44,14 @@ def edit(ticket, user, title="Changed"):
     return services.update_ticket(ticket, acting_user=user, via=Via.WEB, changes={"title": title})
 
 
+def edited_runs(alice, bob, count: int) -> list[int]:
+    """A ticket of Bob's edited `count` times by Alice: the ids of its runs, in order."""
+    ticket = make_ticket(requester=bob)
+    for n in range(count):
+        ticket = edit(ticket, alice, title=f"Title {n}")
+    return list(HandlerRun.objects.order_by("pk").values_list("pk", flat=True))
+
+
 def only_run() -> HandlerRun:
     return HandlerRun.objects.get(handler="probe_on_updated")
 
@@ -156,10 +164,7 @@ def test_the_sweep_wakes_a_run_whose_wake_up_was_lost(probe, alice, bob, setting
 
 
 def test_a_wake_up_drains_other_due_runs(probe, alice, bob):
-    ticket = make_ticket(requester=bob)
-    for n in range(3):
-        ticket = edit(ticket, alice, title=f"Title {n}")
-    ids = list(HandlerRun.objects.order_by("pk").values_list("pk", flat=True))
+    ids = edited_runs(alice, bob, 3)
     assert len(ids) == 3
     assert tasks.run_due.call([ids[0]]) == 3
     assert set(HandlerRun.objects.values_list("state", flat=True)) == {RunState.DONE}
@@ -252,10 +257,7 @@ def test_a_worker_id_fits_its_column_whatever_the_host_name(monkeypatch):
 def test_runs_are_claimed_together_once_and_their_success_settles_only_for_their_claim(
     probe, alice, bob
 ):
-    ticket = make_ticket(requester=bob)
-    for n in range(3):
-        ticket = edit(ticket, alice, title=f"Title {n}")
-    ids = list(HandlerRun.objects.order_by("pk").values_list("pk", flat=True))
+    ids = edited_runs(alice, bob, 3)
     with CaptureQueriesContext(connection) as queries:
         first = tasks.claim_many(list(reversed(ids)))
     assert [run.pk for run in first] == list(reversed(ids))  # in the order asked
@@ -274,10 +276,7 @@ def test_runs_are_claimed_together_once_and_their_success_settles_only_for_their
 
 
 def test_a_failure_in_a_claimed_group_is_written_alone_and_the_others_succeed(probe, alice, bob):
-    ticket = make_ticket(requester=bob)
-    for n in range(3):
-        ticket = edit(ticket, alice, title=f"Title {n}")
-    ids = list(HandlerRun.objects.order_by("pk").values_list("pk", flat=True))
+    ids = edited_runs(alice, bob, 3)
     OUTCOMES.extend([None, DeliveryError("later", retry_after=60), None])
     assert tasks.execute_many(ids) == 3
     states = dict(HandlerRun.objects.values_list("pk", "state"))
@@ -331,10 +330,7 @@ def batch(probe, monkeypatch):
 
 def test_runs_of_a_handler_claimed_together_go_to_its_batch_function(batch, alice, bob):
     calls, _ = batch
-    ticket = make_ticket(requester=bob)
-    for n in range(3):
-        ticket = edit(ticket, alice, title=f"Title {n}")
-    runs = list(HandlerRun.objects.order_by("pk"))
+    runs = [HandlerRun.objects.get(pk=pk) for pk in edited_runs(alice, bob, 3)]
     assert tasks.execute_many([run.pk for run in runs]) == 3
     assert calls == [[run.event_id for run in runs]]  # once, the events in order
     assert SEEN == []  # not the handler
@@ -354,10 +350,7 @@ def test_a_batch_that_raises_is_run_again_one_by_one_with_each_failure_on_its_ru
 ):
     calls, failing = batch
     failing.append(True)
-    ticket = make_ticket(requester=bob)
-    for n in range(3):
-        ticket = edit(ticket, alice, title=f"Title {n}")
-    ids = list(HandlerRun.objects.order_by("pk").values_list("pk", flat=True))
+    ids = edited_runs(alice, bob, 3)
     OUTCOMES.extend([None, DeliveryError("later", retry_after=60), None])
     assert tasks.execute_many(ids) == 3
     assert len(calls) == 1
@@ -378,10 +371,7 @@ def test_the_failures_a_batch_returns_are_written_on_their_runs_and_the_rest_are
     probe, alice, bob, monkeypatch
 ):
     monkeypatch.setattr(registry, "_batches", {})
-    ticket = make_ticket(requester=bob)
-    for n in range(4):
-        ticket = edit(ticket, alice, title=f"Title {n}")
-    runs = list(HandlerRun.objects.order_by("pk"))
+    runs = [HandlerRun.objects.get(pk=pk) for pk in edited_runs(alice, bob, 4)]
     events = [run.event_id for run in runs]
     failures = {
         events[1]: DeliveryError("busy", retry_after=60),
