@@ -84,13 +84,8 @@ def store_message(
         raise ValueError(f"Unknown source {source!r}.")
     if imap_uid and mailbox is not None and (found := _stored_imap_message(mailbox, imap_uid)):
         return found
-    digest = hashlib.sha256(raw).hexdigest()
-    name, directories = _write_file(default_storage, raw, digest)
-    message = _new_row(
-        raw, name=name, digest=digest, source=source, mailbox=mailbox,
-        envelope_from=envelope_from, envelope_to=envelope_to, imap_uid=imap_uid,
-    )  # fmt: skip
-    pending = _Pending(message, directories)
+    pending = _kept(Incoming(raw, source, mailbox, envelope_from, envelope_to), imap_uid)
+    name = pending.message.raw
     if connection.in_atomic_block:
         # The caller's transaction (a test's) commits later, not the group: a batch of one.
         _commit_batch([pending])
@@ -130,21 +125,26 @@ def store_many(incoming: Sequence[Incoming]) -> list[InboundMessage | StoreUnava
     outcomes: list[InboundMessage | StoreUnavailable | None] = [None] * len(incoming)
     batch: list[tuple[int, _Pending]] = []
     for index, item in enumerate(incoming):
-        digest = hashlib.sha256(item.raw).hexdigest()
         try:
-            name, directories = _write_file(default_storage, item.raw, digest)
+            batch.append((index, _kept(item)))
         except StoreUnavailable as refused:
             outcomes[index] = refused
-            continue
-        message = _new_row(
-            item.raw, name=name, digest=digest, source=item.source, mailbox=item.mailbox,
-            envelope_from=item.envelope_from, envelope_to=item.envelope_to, imap_uid="",
-        )  # fmt: skip
-        batch.append((index, _Pending(message, directories)))
     _commit_batch([pending for _, pending in batch])
     for index, pending in batch:
         outcomes[index] = _stored_or_refused(pending)
     return [outcome for outcome in outcomes if outcome is not None]  # none is left None
+
+
+def _kept(item: Incoming, imap_uid: str = "") -> _Pending:
+    """The message's file written and synced, and its row built, waiting for its commit;
+    raises StoreUnavailable when the file could not be written."""
+    digest = hashlib.sha256(item.raw).hexdigest()
+    name, directories = _write_file(default_storage, item.raw, digest)
+    message = _new_row(
+        item.raw, name=name, digest=digest, source=item.source, mailbox=item.mailbox,
+        envelope_from=item.envelope_from, envelope_to=item.envelope_to, imap_uid=imap_uid,
+    )  # fmt: skip
+    return _Pending(message, directories)
 
 
 def _stored_or_refused(pending: _Pending) -> InboundMessage | StoreUnavailable:

@@ -112,21 +112,15 @@ def _raise_for(waiting: list[DeliveryError], refused: list[DeliveryError], tried
 def planned(event: Event) -> list[MailDelivery]:
     """The event's delivery rows, written on its first run in one statement: later runs
     mail the same people (the same Message-IDs) even if CCs or preferences change since."""
-    existing = _rows(event)
-    if existing:
-        return existing
-    recipients = recipients_for(event)
-    if not recipients:
-        return []
-    # The new rows keep the users and tickets the recipients were found with: nothing to
-    # read again. A conflict would mean a run in parallel with itself, which the outbox's
-    # claim rules out; it fails the attempt, and the retry reads.
-    return _inserted(new_rows(event, recipients))
+    return planned_many([event])[event.pk]
 
 
 def planned_many(events: Sequence[Event]) -> dict[int, list[MailDelivery]]:
     """planned() for several events, by event id: the rows of those planned before are
-    read, the others' written together in one statement."""
+    read, the others' written together in one statement. The new rows keep the users and
+    tickets the recipients were found with: nothing to read again. A conflict would mean a
+    run in parallel with itself, which the outbox's claim rules out; it fails the attempt,
+    and the retry reads."""
     with_rows = {
         row[0]
         for row in rows.fetch_all(_with_rows_sql(len(events)), [event.pk for event in events])
@@ -257,10 +251,9 @@ def _loaded_sql() -> str:
 
 
 def _rows(event: Event) -> list[MailDelivery]:
-    """The rows with what building their mails reads. A first run (nearly every run) finds
-    none, and asking whether there are any costs a tenth of compiling the joined query."""
-    if rows.fetch_one(_any_row_sql(), [event.pk]) is None:
-        return []
+    """The rows of an event planned before, with what building their mails reads. Only a
+    retry has any: planned_many asks which events do first, in one query, since compiling
+    this joined query cost a tenth of a first run."""
     return list(
         MailDelivery.objects.filter(event=event)
         .select_related("user", "ticket", "ticket__type", "ticket__priority", "ticket__problem")
@@ -271,8 +264,7 @@ def _rows(event: Event) -> list[MailDelivery]:
 def _run_attempts(event: Event, handler: str) -> int | None:
     """How many times the outbox has claimed this run, this time included (None outside
     the outbox, e.g. a test calling the handler itself)."""
-    found = rows.fetch_one(_attempts_sql(), [event.pk, handler])
-    return None if found is None else int(found[0])
+    return _runs_attempts([event.pk], handler).get(event.pk)
 
 
 def _runs_attempts(event_ids: list[int], handler: str) -> dict[int, int]:
@@ -295,17 +287,6 @@ def _with_rows_sql(count: int) -> str:
     marks = ", ".join(["%s"] * count)
     table = rows.table(MailDelivery)
     return f"SELECT DISTINCT event_id FROM {table} WHERE event_id IN ({marks})"  # noqa: S608
-
-
-@cache
-def _any_row_sql() -> str:
-    return f"SELECT 1 FROM {rows.table(MailDelivery)} WHERE event_id = %s LIMIT 1"  # noqa: S608
-
-
-@cache
-def _attempts_sql() -> str:
-    table = rows.table(HandlerRun)
-    return f"SELECT attempts FROM {table} WHERE event_id = %s AND handler = %s"  # noqa: S608
 
 
 def _settle(row: MailDelivery, state: DeliveryState, error: str) -> None:
