@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.smtp import SMTP
 from django.core.files.storage import FileSystemStorage, default_storage
-from django.db import connection
+from django.db import connection, connections
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -299,6 +299,55 @@ def test_mails_arriving_together_are_committed_together(gateway, batches, monkey
     assert InboundMessage.objects.count() == 5
 
 
+def test_mails_arriving_while_a_batchs_files_are_written_join_its_commit(
+    gateway, batches, monkeypatch
+):
+    """A batch commits once no mail waits: the mails that came while its files were written
+    share its commit, rather than waiting for it and then committing apart."""
+    from supportdesk.intake import smtpd
+
+    real_keep = smtpd.keep
+    replies: dict[str, tuple[int, bytes]] = {}
+    late = ["second", "third"]
+
+    def send_late(subject: str) -> None:
+        try:
+            replies[subject] = data_reply(gateway, mail(subject))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=send_late, args=(subject,)) for subject in late]
+
+    def keep(incoming):
+        if b"Subject: first\r\n" in incoming.raw:  # its file is being written: two more come
+            for thread in threads:
+                thread.start()
+            deadline = time.monotonic() + 10
+            while gateway.storer.queued() < len(late) and time.monotonic() < deadline:
+                time.sleep(0.005)
+        return real_keep(incoming)
+
+    monkeypatch.setattr(smtpd, "keep", keep)
+    assert data_reply(gateway, mail("first"))[0] == 250
+    for thread in threads:
+        thread.join(30)
+    assert {subject: code for subject, (code, _) in replies.items()} == dict.fromkeys(late, 250)
+    assert batches.subjects == [["first", "second", "third"]]
+    assert InboundMessage.objects.count() == 3
+
+
+def test_a_batch_of_the_gateway_never_exceeds_its_limit_however_many_arrive(
+    gateway, batches, monkeypatch
+):
+    monkeypatch.setattr(gateway.storer, "limit", 2)
+    subjects = [f"queued {n}" for n in range(5)]
+    replies = together(gateway, batches, subjects)
+    assert [code for code, _ in replies] == [250] * 6
+    assert batches.subjects[0] == ["hold"]
+    assert sorted(len(batch) for batch in batches.subjects[1:]) == [1, 2, 2]
+    assert sorted(subject for batch in batches.subjects[1:] for subject in batch) == subjects
+
+
 def test_a_database_failure_answers_451_to_every_mail_of_its_batch(gateway, batches, monkeypatch):
     poison_records(monkeypatch)
     first, *refused = together(gateway, batches, ["good", "poison"])
@@ -527,16 +576,16 @@ def test_an_unexpected_error_in_the_store_thread_answers_451_and_the_next_mail_i
 ):
     from supportdesk.intake import smtpd
 
-    real = smtpd.store_many
+    real = smtpd.commit_kept
     calls: list[int] = []
 
-    def broken_once(incoming):
-        calls.append(len(incoming))
+    def broken_once(kept):
+        calls.append(len(kept))
         if len(calls) == 1:
             raise RuntimeError("a bug in the store")
-        return real(incoming)
+        return real(kept)
 
-    monkeypatch.setattr(smtpd, "store_many", broken_once)
+    monkeypatch.setattr(smtpd, "commit_kept", broken_once)
     assert data_reply(gateway, mail("first"))[0] == 451
     assert data_reply(gateway, mail("second"))[0] == 250
     assert list(InboundMessage.objects.values_list("subject", flat=True)) == ["second"]

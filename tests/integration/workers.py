@@ -131,7 +131,7 @@ def intake_main() -> int:
     if store_after := int(os.environ.get("CRASH_STORE_BLOCK_AFTER", "0")):
         from supportdesk.intake import smtpd
 
-        smtpd.store_many = _dead_after_storing(smtpd.store_many, store_after, marker)  # type: ignore[assignment]
+        smtpd.commit_kept = _dead_after_storing(smtpd.commit_kept, store_after, marker)  # type: ignore[assignment]
     if process_after := int(os.environ.get("CRASH_PROCESS_BLOCK_AFTER", "0")):
         from supportdesk.intake import handlers
 
@@ -193,15 +193,15 @@ def _dead_after_many(
 
 
 def _dead_after_storing(
-    store_many: Callable[..., Any], count: int, marker: Path
+    commit_kept: Callable[..., Any], count: int, marker: Path
 ) -> Callable[..., Any]:
     """As _dead_after, for the gateway's batches: stops dead once `count` messages are stored,
     after the batch that stored the count-th committed, writing that message's id."""
     stored = 0
 
-    def wrapper(incoming: list[Any]) -> list[Any]:
+    def wrapper(kept: list[Any]) -> list[Any]:
         nonlocal stored
-        outcomes = store_many(incoming)
+        outcomes = commit_kept(kept)
         if stored < count <= stored + len(outcomes):
             marker.write_text(str(outcomes[count - stored - 1].pk))
             while True:  # committed, and no sender of the batch ever hears of it

@@ -11,6 +11,7 @@ is harmless litter; a row without a file would be a promise we cannot keep.
 Messages stored at the same time share the costly part (docs/decisions.md, "Group commit in
 the mail gateway"): each caller writes and fsyncs its own file, then one of the waiting
 callers syncs the directories and commits every row queued meanwhile in one transaction.
+The mail gateway does both steps in its one store thread (keep, then commit_kept).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def store_message(
         raise ValueError(f"Unknown source {source!r}.")
     if imap_uid and mailbox is not None and (found := _stored_imap_message(mailbox, imap_uid)):
         return found
-    pending = _kept(Incoming(raw, source, mailbox, envelope_from, envelope_to), imap_uid)
+    pending = keep(Incoming(raw, source, mailbox, envelope_from, envelope_to), imap_uid)
     name = pending.message.raw
     if connection.in_atomic_block:
         # The caller's transaction (a test's) commits later, not the group: a batch of one.
@@ -117,37 +118,49 @@ def store_many(incoming: Sequence[Incoming]) -> list[InboundMessage | StoreUnava
     return each one's row, or the StoreUnavailable that refused it (a file that could not be
     written refuses its message alone, a database failure every message of the batch).
 
-    For a caller that gathers messages itself (the gateway's one store thread): the batch is
-    the caller's, so no thread waits on another's commit. Must not run inside a transaction.
+    For a caller with its messages at hand: the batch is the caller's, so no thread waits on
+    another's commit. The mail gateway runs the two steps, keep() and commit_kept(), itself,
+    so that mails arriving while a batch's files are written join its commit.
+    Must not run inside a transaction.
     """
     if unknown := {item.source for item in incoming} - set(SOURCES):
         raise ValueError(f"Unknown source {sorted(unknown)[0]!r}.")
     outcomes: list[InboundMessage | StoreUnavailable | None] = [None] * len(incoming)
-    batch: list[tuple[int, _Pending]] = []
+    kept: list[tuple[int, Pending]] = []
     for index, item in enumerate(incoming):
         try:
-            batch.append((index, _kept(item)))
+            kept.append((index, keep(item)))
         except StoreUnavailable as refused:
             outcomes[index] = refused
-    _commit_batch([pending for _, pending in batch])
-    for index, pending in batch:
-        outcomes[index] = _stored_or_refused(pending)
+    committed = commit_kept([pending for _, pending in kept])
+    for (index, _), outcome in zip(kept, committed, strict=True):
+        outcomes[index] = outcome
     return [outcome for outcome in outcomes if outcome is not None]  # none is left None
 
 
-def _kept(item: Incoming, imap_uid: str = "") -> _Pending:
-    """The message's file written and synced, and its row built, waiting for its commit;
-    raises StoreUnavailable when the file could not be written."""
+def keep(item: Incoming, imap_uid: str = "") -> Pending:
+    """The message's file written and synced, and its row built, waiting for its commit
+    (commit_kept); raises StoreUnavailable when the file could not be written."""
+    if item.source not in SOURCES:
+        raise ValueError(f"Unknown source {item.source!r}.")
     digest = hashlib.sha256(item.raw).hexdigest()
     name, directories = _write_file(default_storage, item.raw, digest)
     message = _new_row(
         item.raw, name=name, digest=digest, source=item.source, mailbox=item.mailbox,
         envelope_from=item.envelope_from, envelope_to=item.envelope_to, imap_uid=imap_uid,
     )  # fmt: skip
-    return _Pending(message, directories)
+    return Pending(message, directories)
 
 
-def _stored_or_refused(pending: _Pending) -> InboundMessage | StoreUnavailable:
+def commit_kept(batch: Sequence[Pending]) -> list[InboundMessage | StoreUnavailable]:
+    """Commit the rows of messages kept (keep()) in one transaction; return each one's row,
+    or the StoreUnavailable that refused it (a database failure refuses the whole batch, and
+    removes its files). Must not run inside a transaction."""
+    _commit_batch(list(batch))
+    return [_stored_or_refused(pending) for pending in batch]
+
+
+def _stored_or_refused(pending: Pending) -> InboundMessage | StoreUnavailable:
     """A batch's outcome for one message; an unexpected error refuses it like a database
     failure (the sender tries again), as store_message's caller would refuse it."""
     try:
@@ -267,7 +280,7 @@ def _new_row(
 
 
 @dataclass(eq=False)
-class _Pending:
+class Pending:
     """A message whose file is written and synced, waiting for its row's commit. Whichever
     thread commits it sets `outcome`, then `done` (under the committer's lock)."""
 
@@ -296,21 +309,21 @@ class GroupCommit:
     def __init__(self, limit: int = BATCH_MAX) -> None:
         self.limit = limit
         self._changed = threading.Condition()
-        self._queue: deque[_Pending] = deque()
+        self._queue: deque[Pending] = deque()
         self._leading = False
 
     def queued(self) -> int:
         """Messages waiting for a batch, not counting the batch being committed."""
         return len(self._queue)
 
-    def commit(self, pending: _Pending) -> None:
+    def commit(self, pending: Pending) -> None:
         """Return once `pending` has its outcome, from this thread's batch or another's."""
         with self._changed:
             self._queue.append(pending)
         while batch := self._lead_or_wait(pending):
             self._run(batch)
 
-    def _lead_or_wait(self, pending: _Pending) -> list[_Pending]:
+    def _lead_or_wait(self, pending: Pending) -> list[Pending]:
         """The next batch for this thread to commit; [] once `pending` is done."""
         with self._changed:
             while self._leading and not pending.done:
@@ -320,7 +333,7 @@ class GroupCommit:
             self._leading = True
             return [self._queue.popleft() for _ in range(min(self.limit, len(self._queue)))]
 
-    def _run(self, batch: list[_Pending]) -> None:
+    def _run(self, batch: list[Pending]) -> None:
         try:
             _commit_batch(batch)
         finally:
@@ -334,7 +347,7 @@ class GroupCommit:
 committer = GroupCommit()
 
 
-def _commit_batch(batch: list[_Pending]) -> None:
+def _commit_batch(batch: list[Pending]) -> None:
     """Sync the batch's directories, then commit all its rows at once; set every outcome.
     Never raises: an unexpected error is each message's outcome, as it was when alone."""
     try:
@@ -347,7 +360,7 @@ def _commit_batch(batch: list[_Pending]) -> None:
                 pending.outcome = error
 
 
-def _sync_directories(batch: list[_Pending]) -> list[_Pending]:
+def _sync_directories(batch: list[Pending]) -> list[Pending]:
     """fsync each directory once for all the batch's files in it, so that their names
     survive a power cut; return the messages whose directories synced, refuse the others."""
     failed: dict[str, OSError] = {}
@@ -368,7 +381,7 @@ def _sync_directories(batch: list[_Pending]) -> list[_Pending]:
     return ready
 
 
-def _insert_batch(batch: list[_Pending]) -> None:
+def _insert_batch(batch: list[Pending]) -> None:
     """One transaction for the whole batch: a database failure refuses every message in it,
     and only a commit that succeeded lets any caller answer "stored"."""
     committing = False
@@ -418,7 +431,7 @@ def _insert_rows(messages: list[InboundMessage]) -> None:
     )
 
 
-def _refuse(batch: list[_Pending], error: DatabaseError, *, committing: bool) -> None:
+def _refuse(batch: list[Pending], error: DatabaseError, *, committing: bool) -> None:
     for pending in batch:
         name = pending.message.raw
         if committing:
