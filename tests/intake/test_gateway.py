@@ -589,3 +589,26 @@ def test_an_unexpected_error_in_the_store_thread_answers_451_and_the_next_mail_i
     assert data_reply(gateway, mail("first"))[0] == 451
     assert data_reply(gateway, mail("second"))[0] == 250
     assert list(InboundMessage.objects.values_list("subject", flat=True)) == ["second"]
+
+
+def test_an_unexpected_error_writing_one_mails_file_answers_451_to_it_alone(
+    gateway, batches, monkeypatch
+):
+    from supportdesk.intake import smtpd
+
+    real_keep = smtpd.keep
+
+    def keep(incoming):
+        if b"Subject: bug\r\n" in incoming.raw:
+            raise RuntimeError("a bug in the file store")
+        return real_keep(incoming)
+
+    monkeypatch.setattr(smtpd, "keep", keep)
+    replies = together(gateway, batches, ["fine", "bug", "also fine"], queued=3)
+    assert [code for code, _ in replies] == [250, 250, 451, 250]
+    assert batches.subjects == [["hold"], ["also fine", "fine"]]
+    assert sorted(InboundMessage.objects.values_list("subject", flat=True)) == [
+        "also fine",
+        "fine",
+        "hold",
+    ]
