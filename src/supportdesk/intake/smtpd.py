@@ -98,7 +98,8 @@ class Storer:
         self._thread.join()
 
     def queued(self) -> int:
-        """Mails waiting for a batch, not counting the batch being stored."""
+        """Mails queued that the store thread has not taken yet (it may still add them to the
+        batch whose files it is writing)."""
         return self._jobs.qsize()
 
     async def store(self, incoming: Incoming) -> InboundMessage:
