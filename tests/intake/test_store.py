@@ -457,6 +457,23 @@ def test_a_duplicate_imap_message_in_a_batch_fails_alone(sysops, batches):
     assert len(stored_files()) == 3
 
 
+def test_a_directory_made_elsewhere_has_its_parents_synced_once(sysops, synced, monkeypatch):
+    """The day's directory, made a moment ago by another process (an IMAP poll), may not be
+    on disk yet: the first file this process stores in it syncs its parents too."""
+    monkeypatch.setattr(store, "_durable_entries", set())
+    root = Path(default_storage.path(""))
+    day = Path(default_storage.path(store.raw_name("0" * 64))).parent
+    day.mkdir(parents=True)  # as another process would, syncing nothing this one knows of
+    store_message(hold_mail("first"), source="smtp", mailbox=sysops)
+    chain = [day, *day.parents[: len(day.relative_to(root).parts)]]
+    assert chain[-1] == root
+    assert sorted(path for path in synced if path.is_dir()) == sorted(chain)
+    synced.clear()
+    store_message(hold_mail("second"), source="smtp", mailbox=sysops)
+    assert [path for path in synced if path.is_dir()] == [day]
+    assert InboundMessage.objects.count() == 2
+
+
 def test_a_directory_that_cannot_be_synced_refuses_its_messages(sysops, monkeypatch):
     real = store._fsync
 

@@ -144,12 +144,12 @@ def keep(item: Incoming, imap_uid: str = "") -> Pending:
     if item.source not in SOURCES:
         raise ValueError(f"Unknown source {item.source!r}.")
     digest = hashlib.sha256(item.raw).hexdigest()
-    name, directories = _write_file(default_storage, item.raw, digest)
+    name, directories, entries = _write_file(default_storage, item.raw, digest)
     message = _new_row(
         item.raw, name=name, digest=digest, source=item.source, mailbox=item.mailbox,
         envelope_from=item.envelope_from, envelope_to=item.envelope_to, imap_uid=imap_uid,
     )  # fmt: skip
-    return Pending(message, directories)
+    return Pending(message, directories, entries)
 
 
 def commit_kept(batch: Sequence[Pending]) -> list[InboundMessage | StoreUnavailable]:
@@ -197,18 +197,17 @@ def _local_path(storage: Storage, name: str) -> str | None:
         return None
 
 
-def _write_file(storage: Storage, raw: bytes, digest: str) -> tuple[str, list[str]]:
-    """Save through the storage API and fsync the file; return its name and the directories
-    to fsync before its row commits: its own, and the parent of each directory made now.
-    Those are left to the batch, which syncs a directory once for all the files it got.
+def _write_file(storage: Storage, raw: bytes, digest: str) -> tuple[str, list[str], list[str]]:
+    """Save through the storage API and fsync the file; return its name, the directories
+    to fsync before its row commits (its own, and the parents of those not known to be
+    durable: _unsynced_entries) and the directories whose entries those syncs make durable.
+    The syncs are left to the batch, which syncs a directory once for all the files it got.
     (Paths as strings: pathlib's objects were a twentieth of the gateway's store thread.)
 
     Raises StoreUnavailable (disk_full for ENOSPC/EDQUOT) after removing a half-written file.
     """
     wanted = raw_name(digest)
     local = _local_path(storage, wanted)
-    directory = os.path.dirname(local) if local is not None else ""
-    new_directories = _missing_directories(directory) if local is not None else []
     try:
         name = storage.save(wanted, ContentFile(raw))
         if local is not None:
@@ -217,8 +216,10 @@ def _write_file(storage: Storage, raw: bytes, digest: str) -> tuple[str, list[st
         _remove(storage, wanted)
         raise _file_refused(error) from error
     if local is None:
-        return name, []
-    return name, [directory, *(os.path.dirname(d) for d in new_directories)]
+        return name, [], []
+    directory = os.path.dirname(storage.path(name))
+    entries = _unsynced_entries(directory, storage.path(""))
+    return name, [directory, *(os.path.dirname(d) for d in entries)], entries
 
 
 def _file_refused(error: OSError) -> StoreUnavailable:
@@ -227,12 +228,27 @@ def _file_refused(error: OSError) -> StoreUnavailable:
     return StoreUnavailable(f"The message was not stored: {reason}.", disk_full=full)
 
 
-def _missing_directories(directory: str) -> list[str]:
-    missing = []
-    while not os.path.exists(directory) and directory != os.path.dirname(directory):
-        missing.append(directory)
-        directory = os.path.dirname(directory)
-    return missing
+# Directories whose own entry in their parent directory this process has seen synced: a
+# file's directory is durable once its parent was fsync'd after it was made, and so on up.
+_durable_entries: set[str] = set()
+
+
+def _unsynced_entries(directory: str, root: str) -> list[str]:
+    """`directory` and its parents up to the storage's root whose entries this process has
+    not yet seen synced (_durable_entries), nearest first.
+
+    Not only the directories this call made: the day's directory made a moment ago by
+    another process (an IMAP poll) or thread may not be synced yet, and a file in it is
+    lost with it in a power cut, though its row committed. So each process syncs the parents
+    of a directory the first time it stores a file there: a few fsyncs a day."""
+    unsynced = []
+    while directory not in _durable_entries and directory != root:
+        parent = os.path.dirname(directory)
+        if parent == directory:  # the filesystem's root: the storage's root is elsewhere
+            break
+        unsynced.append(directory)
+        directory = parent
+    return unsynced
 
 
 def _fsync(path: str | Path) -> None:
@@ -286,6 +302,7 @@ class Pending:
 
     message: InboundMessage
     directories: list[str]
+    entries: list[str]  # the directories whose entries the syncs of `directories` make durable
     outcome: InboundMessage | BaseException | None = None
     done: bool = False
 
@@ -373,6 +390,7 @@ def _sync_directories(batch: list[Pending]) -> list[Pending]:
     for pending in batch:
         errors = [failed[d] for d in pending.directories if d in failed]
         if not errors:
+            _durable_entries.update(pending.entries)
             ready.append(pending)
             continue
         _remove(default_storage, pending.message.raw)
