@@ -167,7 +167,7 @@ def compat32_bytes(message: EmailMessage, boundary: str | None) -> bytes:
         mime.attach(compat32_part(str(message.alternatives[0][0]), "html"))
     subject = str(message.subject)
     mime["Subject"] = (
-        subject
+        " ".join(subject.splitlines())  # as compose writes it: no line break in a header
         if subject.isascii()
         else Header(subject, utf8_quoted_printable(), header_name="Subject").encode()
     )
@@ -209,6 +209,17 @@ MORE_SHAPES = {
     "separators in subject": mail("[#16] a\x1cb\x1dc\x1ed \u2028 ü", "Text\n"),
     "separator in ascii subject": mail("[#17] a\x1eb", "Text\n"),
 }
+
+
+def test_a_line_break_of_any_kind_in_a_header_value_never_starts_a_header():
+    """compat32 folds at \\x1c-\\x1e, \\v and \\f as at a line end; written so, the rest of
+    the subject would be a header of its own (Python 3.12.5 and later refuse to write it)."""
+    message = mail("[#17] a\x1eb\x0cBcc: someone@example.test\x1c", "Text\n")
+    data = compose.as_bytes(message)
+    lines = data.split(b"\r\n\r\n")[0].split(b"\r\n")
+    assert b"Subject: [#17] a b Bcc: someone@example.test" in lines
+    assert not any(line.lower().startswith(b"bcc") for line in lines)
+    assert read(data)["Subject"] == "[#17] a b Bcc: someone@example.test"
 
 
 @pytest.mark.parametrize("shape", [*SHAPES, *MORE_SHAPES])

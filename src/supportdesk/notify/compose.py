@@ -78,12 +78,15 @@ def _header(name: str, value: str) -> bytes:
     compat32 hands every value to `Header(value).encode()`, which splits and measures it
     however short it is: 0.15 ms for the ten header lines of an acknowledgement, more than
     writing the rest of it. A one-line ASCII value that fits in the line comes out of that
-    unchanged, so it is written as it is."""
-    if (
-        value.isascii()
-        and len(name) + 2 + len(value) <= _FOLD_AT
-        and value.splitlines() == [value]  # no line break of any kind (\x1c-\x1e too)
-    ):
+    unchanged, so it is written as it is.
+
+    A line break of any other kind in the value (\\x1c-\\x1e, \\v, \\f; the plain shape has no
+    CR or LF) becomes a space, as in a ticket's title (tickets.validation.clean_text):
+    compat32 folds at it as at a line end, so the rest of the value would start a line of
+    its own among the headers. Python 3.12.5 and later refuse to write such a header."""
+    if value.splitlines() != [value]:
+        value = " ".join(value.splitlines())
+    if value.isascii() and len(name) + 2 + len(value) <= _FOLD_AT:
         return f"{name}: {value}\r\n".encode("ascii")
     return _COMPAT32_SMTP.fold_binary(name, value)
 
