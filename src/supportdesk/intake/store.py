@@ -199,9 +199,9 @@ def _local_path(storage: Storage, name: str) -> str | None:
 
 def _write_file(storage: Storage, raw: bytes, digest: str) -> tuple[str, list[str], list[str]]:
     """Save through the storage API and fsync the file; return its name, the directories
-    to fsync before its row commits (its own, and the parents of those not known to be
-    durable: _unsynced_entries) and the directories whose entries those syncs make durable.
-    The syncs are left to the batch, which syncs a directory once for all the files it got.
+    to fsync before its row commits (its own, and the parent of each directory whose entry
+    this process has not seen synced: _unsynced_entries), and those directories. The syncs
+    are left to the batch, which syncs a directory once for all the files it got.
     (Paths as strings: pathlib's objects were a twentieth of the gateway's store thread.)
 
     Raises StoreUnavailable (disk_full for ENOSPC/EDQUOT) after removing a half-written file.
@@ -210,14 +210,15 @@ def _write_file(storage: Storage, raw: bytes, digest: str) -> tuple[str, list[st
     local = _local_path(storage, wanted)
     try:
         name = storage.save(wanted, ContentFile(raw))
-        if local is not None:
-            _fsync(storage.path(name))
+        path = storage.path(name) if local is not None else None
+        if path is not None:
+            _fsync(path)
     except OSError as error:
         _remove(storage, wanted)
         raise _file_refused(error) from error
-    if local is None:
+    if path is None:
         return name, [], []
-    directory = os.path.dirname(storage.path(name))
+    directory = os.path.dirname(path)
     entries = _unsynced_entries(directory, storage.path(""))
     return name, [directory, *(os.path.dirname(d) for d in entries)], entries
 
