@@ -294,8 +294,11 @@ class _GatewaySMTP(SMTP):
         if plain is None:
             try:
                 return super()._getaddr(arg)
-            except IndexError:  # the email parser on a path ending in "@" (`x@`, `"a"@`)
-                return None, None  # a malformed address (553), not aiosmtpd's 500 traceback
+            except Exception:  # noqa: BLE001  (the email parser's own bugs on hostile paths)
+                # IndexError on a path ending in "@" (`x@`, `"a"@`), AttributeError on an
+                # unclosed domain literal (`x@[`): a malformed address (553), not aiosmtpd's
+                # 500 with the traceback's text.
+                return None, None
         address = plain.group(1)
         if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
             return None, None
