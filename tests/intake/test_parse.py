@@ -68,6 +68,25 @@ def test_mail_from_our_own_domain_or_a_mailer_daemon_is_machine_mail():
     assert automatic_reason(parse_message(plain(sender="MAILER-DAEMON@mx.test")))
 
 
+def test_a_forwarded_message_the_generator_cannot_write_is_kept_as_it_came():
+    """Found by tests/intake/test_fuzz.py: undecodable bytes after a CR in a header of the
+    forwarded message made the generator raise, and the attachment held the repr of a list."""
+    inner = (
+        b"From: Bob <bob@acme.test>\r\nSubject: Outage\r\n"
+        b'Content-Type: multipart/mixed; boundary="b1"\r\nFrom: \r\xc2\x80\r\n\r\n'
+        b"--b1\r\nContent-Type: text/plain\r\n\r\nThe database is down.\r\n--b1--\r\n"
+    )
+    raw = b"Content-Type: message/rfc822\r\n\r\n" + inner
+    (forwarded,) = parse_message(raw).attachments
+    assert forwarded.content_type == "message/rfc822"
+    assert b"object at" not in forwarded.content
+    assert forwarded.content.startswith(b"From: Bob <bob@acme.test>\r\nSubject: Outage\r\n")
+    assert b"\xc2\x80" in forwarded.content  # the bytes the generator could not write
+    assert b"--b1\r\nContent-Type: text/plain\r\n\r\nThe database is down." in forwarded.content
+    assert forwarded.content.endswith(b"--b1--\r\n")
+    assert parse_message(forwarded.content).text.strip() == "The database is down."
+
+
 def test_a_message_without_id_gets_one_from_its_bytes():
     first = parse_message(b"Subject: x\r\n\r\nbody")
     assert first.message_id.startswith("<sha256-")

@@ -390,9 +390,27 @@ def _forwarded(part: Message) -> tuple[bytes, Message | None]:
     payload = part.get_payload()
     inner = payload[0] if isinstance(payload, list) and payload else None
     if isinstance(inner, Message):
-        with contextlib.suppress(Exception):  # fall through to the raw payload
-            return inner.as_bytes(policy=POLICY.clone(linesep="\r\n")), inner
-    return _payload_bytes(part), inner if isinstance(inner, Message) else None
+        return _message_bytes(inner), inner
+    return _payload_bytes(part), None
+
+
+def _message_bytes(message: Message) -> bytes:
+    """A forwarded message as the generator writes it; or, where the generator raises (bytes
+    in a header it cannot encode again), rebuilt from the headers and parts as they came,
+    rather than losing its content."""
+    with contextlib.suppress(Exception):
+        return message.as_bytes(policy=POLICY.clone(linesep="\r\n"))
+    head = "".join(f"{name}: {value}\r\n" for name, value in message.raw_items())
+    payload = message.get_payload()
+    if not isinstance(payload, list):
+        body = str(payload or "").encode("utf-8", "surrogateescape")
+    elif message.get_content_maintype() == "message":
+        body = b"".join(_message_bytes(inner) for inner in payload if isinstance(inner, Message))
+    else:
+        marker = b"--" + str(message.get_boundary() or "").encode("utf-8", "surrogateescape")
+        parts = [_message_bytes(inner) for inner in payload if isinstance(inner, Message)]
+        body = b"".join(marker + b"\r\n" + part + b"\r\n" for part in parts) + marker + b"--\r\n"
+    return head.encode("utf-8", "surrogateescape") + b"\r\n" + body
 
 
 def _payload_bytes(part: Message) -> bytes:
@@ -402,7 +420,9 @@ def _payload_bytes(part: Message) -> bytes:
         payload = None
     if isinstance(payload, bytes):
         return payload
-    return str(part.get_payload() or "").encode("utf-8", "surrogateescape")
+    if isinstance(payload := part.get_payload(), list):  # a message/* part's messages
+        return b"".join(_message_bytes(inner) for inner in payload if isinstance(inner, Message))
+    return str(payload or "").encode("utf-8", "surrogateescape")
 
 
 def _filename(part: Message) -> str:
