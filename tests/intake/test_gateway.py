@@ -278,14 +278,13 @@ def together(
 
 def test_mails_arriving_together_are_committed_together(gateway, batches, monkeypatch):
     directories: list[Path] = []
-    real_fsync = store._fsync
+    real_fsync_all = store.syncs.fsync_all
 
-    def fsync(path):
-        if Path(path).is_dir():
-            directories.append(Path(path))
-        real_fsync(path)
+    def fsync_all(paths):
+        directories.extend(Path(path) for path in paths if Path(path).is_dir())
+        return real_fsync_all(paths)
 
-    monkeypatch.setattr(store, "_fsync", fsync)
+    monkeypatch.setattr(store.syncs, "fsync_all", fsync_all)
     assert data_reply(gateway, mail("before"))[0] == 250  # makes the day's directory
     directories.clear()
     batches.subjects.clear()

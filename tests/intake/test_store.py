@@ -357,15 +357,15 @@ def committed(transactional_db, monkeypatch):
 
 @pytest.fixture
 def synced(monkeypatch):
-    """The paths fsync'd by the store, files and directories, in order."""
+    """The paths fsync'd by the store, files and directories, in the order given."""
     paths: list[Path] = []
-    real = store._fsync
+    real = store.syncs.fsync_all
 
-    def fsync(path):
-        paths.append(Path(path))
-        real(path)
+    def fsync_all(given):
+        paths.extend(Path(path) for path in given)
+        return real(given)
 
-    monkeypatch.setattr(store, "_fsync", fsync)
+    monkeypatch.setattr(store.syncs, "fsync_all", fsync_all)
     return paths
 
 
@@ -475,14 +475,15 @@ def test_a_directory_made_elsewhere_has_its_parents_synced_once(sysops, synced, 
 
 
 def test_a_directory_that_cannot_be_synced_refuses_its_messages(sysops, monkeypatch):
-    real = store._fsync
+    real = store.syncs.fsync_all
 
-    def fsync(path):
-        if Path(path).is_dir():
-            raise OSError(errno.EIO, "Input/output error")
-        real(path)
+    def fsync_all(given):
+        directories = [path for path in given if Path(path).is_dir()]
+        failed = real([path for path in given if path not in directories])
+        failed.update({path: OSError(errno.EIO, "Input/output error") for path in directories})
+        return failed
 
-    monkeypatch.setattr(store, "_fsync", fsync)
+    monkeypatch.setattr(store.syncs, "fsync_all", fsync_all)
     with pytest.raises(StoreUnavailable) as refused:
         store_message(PLAIN, source="smtp", mailbox=sysops)
     assert not refused.value.disk_full

@@ -70,16 +70,17 @@ _Settled = tuple["asyncio.Future[Any]", asyncio.AbstractEventLoop, object]
 
 
 class Storer:
-    """The gateway's one store thread: it takes the mails waiting, writes and fsyncs their
-    files (store.keep), takes the mails that arrived meanwhile and writes theirs, and so on
-    until none is waiting; then it commits all their rows together (store.commit_kept).
+    """The gateway's one store thread: it takes the mails waiting, writes their files
+    (store.keep), takes the mails that arrived meanwhile and writes theirs, and so on until
+    none is waiting; then it fsyncs all the files together and commits all their rows
+    together (store.commit_kept).
 
     One thread, not a pool of them each waiting on a shared commit: the threads fought the
     SMTP thread for the GIL, and with their hand-overs (a pool's queue, a condition
     variable, a wake-up of the event loop per mail) the gateway used 4.8-5.1 ms of CPU a
     mail, against 3.5-3.9 with one thread. Files first, until no mail waits: a commit costs
     about the same for one mail as for four (the wait for the write lock, the COMMIT's fsync,
-    the directory's), and when the thread took only the mails waiting at its start, half of
+    the files' and the directory's, side by side), and when the thread took only the mails waiting at its start, half of
     the 4 senders' mails arrived while it wrote the others' files and waited for the next
     commit: batches of 2 (bench/README.md, "Mail in").
     """

@@ -9,9 +9,10 @@ Order matters: the file first, then the row. A file without a row (a crash betwe
 is harmless litter; a row without a file would be a promise we cannot keep.
 
 Messages stored at the same time share the costly part (docs/decisions.md, "Group commit in
-the mail gateway"): each caller writes and fsyncs its own file, then one of the waiting
-callers syncs the directories and commits every row queued meanwhile in one transaction.
-The mail gateway does both steps in its one store thread (keep, then commit_kept).
+the mail gateway"): each caller writes its own file, then one of the waiting callers
+fsyncs the files and their directories together (side by side: intake/syncs.py) and
+commits every row queued meanwhile in one transaction. The mail gateway does both steps in
+its one store thread (keep, then commit_kept).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from dataclasses import dataclass
 from email import policy
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
-from pathlib import Path
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, default_storage
@@ -40,6 +40,7 @@ from django.utils import timezone
 from supportdesk import rows
 from supportdesk.events.models import EventKind, Via
 from supportdesk.events.record import record_many
+from supportdesk.intake import syncs
 from supportdesk.intake.models import InboundMessage, Mailbox
 
 logger = logging.getLogger(__name__)
@@ -139,17 +140,17 @@ def store_many(incoming: Sequence[Incoming]) -> list[InboundMessage | StoreUnava
 
 
 def keep(item: Incoming, imap_uid: str = "") -> Pending:
-    """The message's file written and synced, and its row built, waiting for its commit
-    (commit_kept); raises StoreUnavailable when the file could not be written."""
+    """The message's file written, and its row built, waiting for its commit (commit_kept),
+    which fsyncs the file first; raises StoreUnavailable when the file could not be written."""
     if item.source not in SOURCES:
         raise ValueError(f"Unknown source {item.source!r}.")
     digest = hashlib.sha256(item.raw).hexdigest()
-    name, directories, entries = _write_file(default_storage, item.raw, digest)
+    name, to_sync, entries = _write_file(default_storage, item.raw, digest)
     message = _new_row(
         item.raw, name=name, digest=digest, source=item.source, mailbox=item.mailbox,
         envelope_from=item.envelope_from, envelope_to=item.envelope_to, imap_uid=imap_uid,
     )  # fmt: skip
-    return Pending(message, directories, entries)
+    return Pending(message, to_sync, entries)
 
 
 def commit_kept(batch: Sequence[Pending]) -> list[InboundMessage | StoreUnavailable]:
@@ -198,10 +199,10 @@ def _local_path(storage: Storage, name: str) -> str | None:
 
 
 def _write_file(storage: Storage, raw: bytes, digest: str) -> tuple[str, list[str], list[str]]:
-    """Save through the storage API and fsync the file; return its name, the directories
-    to fsync before its row commits (its own, and the parent of each directory whose entry
-    this process has not seen synced: _unsynced_entries), and those directories. The syncs
-    are left to the batch, which syncs a directory once for all the files it got.
+    """Save through the storage API; return its name, what to fsync before its row commits
+    (the file, its directory, and the parent of each directory whose entry this process
+    has not seen synced: _unsynced_entries), and those directories. The syncs are left to
+    the batch, which runs them side by side and syncs a directory once for all its files.
     (Paths as strings: pathlib's objects were a twentieth of the gateway's store thread.)
 
     Raises StoreUnavailable (disk_full for ENOSPC/EDQUOT) after removing a half-written file.
@@ -210,17 +211,15 @@ def _write_file(storage: Storage, raw: bytes, digest: str) -> tuple[str, list[st
     local = _local_path(storage, wanted)
     try:
         name = storage.save(wanted, ContentFile(raw))
-        path = storage.path(name) if local is not None else None
-        if path is not None:
-            _fsync(path)
     except OSError as error:
         _remove(storage, wanted)
         raise _file_refused(error) from error
-    if path is None:
+    if local is None:
         return name, [], []
+    path = storage.path(name)
     directory = os.path.dirname(path)
     entries = _unsynced_entries(directory, storage.path(""))
-    return name, [directory, *(os.path.dirname(d) for d in entries)], entries
+    return name, [path, directory, *(os.path.dirname(d) for d in entries)], entries
 
 
 def _file_refused(error: OSError) -> StoreUnavailable:
@@ -250,14 +249,6 @@ def _unsynced_entries(directory: str, root: str) -> list[str]:
         unsynced.append(directory)
         directory = parent
     return unsynced
-
-
-def _fsync(path: str | Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _remove(storage: Storage, name: str) -> None:
@@ -298,12 +289,12 @@ def _new_row(
 
 @dataclass(eq=False)
 class Pending:
-    """A message whose file is written and synced, waiting for its row's commit. Whichever
+    """A message whose file is written, waiting for its syncs and its row's commit. Whichever
     thread commits it sets `outcome`, then `done` (under the committer's lock)."""
 
     message: InboundMessage
-    directories: list[str]
-    entries: list[str]  # the directories whose entries the syncs of `directories` make durable
+    syncs: list[str]  # its file and the directories to fsync before its row commits
+    entries: list[str]  # the directories whose entries those syncs make durable
     outcome: InboundMessage | BaseException | None = None
     done: bool = False
 
@@ -366,10 +357,11 @@ committer = GroupCommit()
 
 
 def _commit_batch(batch: list[Pending]) -> None:
-    """Sync the batch's directories, then commit all its rows at once; set every outcome.
+    """Sync the batch's files and directories, then commit all its rows at once; set every
+    outcome.
     Never raises: an unexpected error is each message's outcome, as it was when alone."""
     try:
-        ready = _sync_directories(batch)
+        ready = _sync_files(batch)
         if ready:
             _insert_batch(ready)
     except Exception as error:  # noqa: BLE001  (raised again by each waiting caller)
@@ -378,18 +370,14 @@ def _commit_batch(batch: list[Pending]) -> None:
                 pending.outcome = error
 
 
-def _sync_directories(batch: list[Pending]) -> list[Pending]:
-    """fsync each directory once for all the batch's files in it, so that their names
-    survive a power cut; return the messages whose directories synced, refuse the others."""
-    failed: dict[str, OSError] = {}
-    for directory in dict.fromkeys(d for pending in batch for d in pending.directories):
-        try:
-            _fsync(directory)
-        except OSError as error:
-            failed[directory] = error
+def _sync_files(batch: list[Pending]) -> list[Pending]:
+    """fsync the batch's files and their directories, side by side and each directory once,
+    so that the files and their names survive a power cut; return the messages whose syncs
+    all succeeded, refuse the others (removing their files)."""
+    failed = syncs.fsync_all(list(dict.fromkeys(p for pending in batch for p in pending.syncs)))
     ready = []
     for pending in batch:
-        errors = [failed[d] for d in pending.directories if d in failed]
+        errors = [failed[path] for path in pending.syncs if path in failed]
         if not errors:
             _durable_entries.update(pending.entries)
             ready.append(pending)

@@ -1,0 +1,128 @@
+"""fsync_all: files and directories synced side by side, and every failure told by path."""
+
+from __future__ import annotations
+
+import errno
+import os
+import platform
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from supportdesk.intake import syncs
+
+AIO_EXPECTED = sys.platform == "linux" and platform.machine() in syncs._SYSCALLS
+
+
+@pytest.fixture
+def aio():
+    """The process's AIO context; on Linux (x86-64, arm64) it must exist in CI."""
+    native = syncs._native()
+    if native is None:
+        if os.environ.get("CI") == "true" and AIO_EXPECTED:
+            pytest.fail("Linux's AIO is unavailable: the store would sync one file at a time")
+        pytest.skip("no AIO on this system: fsync_all syncs one file at a time")
+    return native
+
+
+@pytest.fixture
+def submitted(aio, monkeypatch):
+    """The descriptors of each AIO submission."""
+    batches: list[list[int]] = []
+    real = aio.fsync
+
+    def fsync(descriptors):
+        batches.append(list(descriptors))
+        return real(descriptors)
+
+    monkeypatch.setattr(aio, "fsync", fsync)
+    return batches
+
+
+def files(tmp_path: Path, count: int) -> list[str]:
+    paths = []
+    for number in range(count):
+        path = tmp_path / f"mail-{number}.eml"
+        path.write_bytes(b"Subject: %d\r\n\r\nbody\r\n" % number)
+        paths.append(str(path))
+    return paths
+
+
+def test_files_and_their_directory_are_synced_in_one_submission(tmp_path, submitted):
+    paths = [*files(tmp_path, 3), str(tmp_path)]
+    assert syncs.fsync_all(paths) == {}
+    assert len(submitted) == 1
+    assert len(submitted[0]) == 4  # each path once, the directory too
+
+
+def test_a_path_given_twice_is_synced_once(tmp_path, submitted):
+    paths = files(tmp_path, 2)
+    assert syncs.fsync_all([*paths, str(tmp_path), *paths, str(tmp_path)]) == {}
+    assert [len(batch) for batch in submitted] == [3]
+
+
+def test_a_path_that_cannot_be_opened_fails_alone(tmp_path, submitted):
+    paths = files(tmp_path, 2)
+    missing = str(tmp_path / "gone.eml")
+    failed = syncs.fsync_all([paths[0], missing, paths[1]])
+    assert list(failed) == [missing]
+    assert failed[missing].errno == errno.ENOENT
+    assert [len(batch) for batch in submitted] == [2]  # the others still synced together
+
+
+def test_a_file_the_kernel_will_not_sync_fails_alone_and_the_rest_are_synced(tmp_path, submitted):
+    """A file without fsync (a /proc file) ends the kernel's take at it: it and those after
+    it are synced one by one, and only it fails. AIO stays in use."""
+    paths = files(tmp_path, 2)
+    unsyncable = "/proc/self/status"
+    failed = syncs.fsync_all([paths[0], unsyncable, paths[1]])
+    assert list(failed) == [unsyncable]
+    assert failed[unsyncable].errno == errno.EINVAL
+    assert syncs._native() is not None
+    assert syncs.fsync_all(paths) == {}
+    assert len(submitted) == 2
+
+
+def test_more_paths_than_one_submission_takes_go_in_turns(tmp_path, submitted, monkeypatch):
+    monkeypatch.setattr(syncs, "SUBMIT_MAX", 2)
+    assert syncs.fsync_all(files(tmp_path, 5)) == {}
+    assert [len(batch) for batch in submitted] == [2, 2, 1]
+
+
+def test_without_aio_every_path_is_synced_one_by_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(syncs, "_native", lambda: None)
+    synced: list[int] = []
+    real = os.fsync
+
+    def fsync(descriptor):
+        synced.append(descriptor)
+        real(descriptor)
+
+    monkeypatch.setattr(syncs.os, "fsync", fsync)
+    missing = str(tmp_path / "gone.eml")
+    failed = syncs.fsync_all([*files(tmp_path, 3), str(tmp_path), missing])
+    assert list(failed) == [missing]
+    assert len(synced) == 4
+
+
+def test_a_kernel_that_refuses_aio_fsync_is_left_for_good(tmp_path, monkeypatch):
+    """Before Linux 4.18 the first submission fails (EINVAL): every later call syncs one
+    file at a time, and nothing is left unsynced on the way."""
+    native = syncs._Aio.__new__(syncs._Aio)
+    native.lock = threading.Lock()
+    native.proven = False
+
+    def refuse(_descriptors):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    native.fsync = refuse
+    monkeypatch.setattr(syncs, "_aio", native)
+    monkeypatch.setattr(syncs, "_aio_tried", True)
+    synced: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(syncs.os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+    assert syncs.fsync_all(files(tmp_path, 3)) == {}
+    assert len(synced) == 3
+    assert syncs._native() is None
