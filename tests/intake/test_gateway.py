@@ -278,13 +278,13 @@ def together(
 
 def test_mails_arriving_together_are_committed_together(gateway, batches, monkeypatch):
     directories: list[Path] = []
-    real_fsync_all = store.syncs.fsync_all
+    real_started = store.syncs.started
 
-    def fsync_all(paths):
+    def started(paths):
         directories.extend(Path(path) for path in paths if Path(path).is_dir())
-        return real_fsync_all(paths)
+        return real_started(paths)
 
-    monkeypatch.setattr(store.syncs, "fsync_all", fsync_all)
+    monkeypatch.setattr(store.syncs, "started", started)
     assert data_reply(gateway, mail("before"))[0] == 250  # makes the day's directory
     directories.clear()
     batches.subjects.clear()

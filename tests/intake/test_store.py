@@ -3,11 +3,13 @@ and a refusal (disk, database) that leaves nothing half-stored behind."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from django.apps import apps as django_apps
@@ -252,6 +254,31 @@ def test_store_many_commits_a_batch_and_refuses_only_the_file_that_failed(
     assert [default_storage.open(m.raw).read() for m in stored] == raws[:3]
 
 
+def test_store_many_refuses_only_the_message_whose_file_could_not_be_synced(
+    transactional_db, sysops, committed, monkeypatch
+):
+    """The syncs are waited for inside the batch's transaction, after its inserts: a failed
+    one rolls the batch back, and the others commit again without it."""
+    failing_syncs(monkeypatch, lambda path: b"bad sector" in Path(path).read_bytes()
+                  if Path(path).is_file() else False)  # fmt: skip
+    raws = [hold_mail("mail 0"), hold_mail("bad sector"), hold_mail("mail 2")]
+    before = committed[0]
+    first, refused, last = store.store_many(
+        [store.Incoming(raw, source="smtp", mailbox=sysops) for raw in raws]
+    )
+    assert isinstance(refused, StoreUnavailable)
+    assert not refused.disk_full
+    assert isinstance(refused.__cause__, OSError)
+    assert committed[0] - before == 1  # the first transaction rolled back
+    assert [first.subject, last.subject] == ["mail 0", "mail 2"]
+    assert sorted(InboundMessage.objects.values_list("subject", flat=True)) == ["mail 0", "mail 2"]
+    assert Event.objects.filter(kind=EventKind.MAIL_RECEIVED).count() == 2
+    assert sorted(default_storage.open(m.raw).read() for m in (first, last)) == sorted(
+        [raws[0], raws[2]]
+    )
+    assert len(stored_files()) == 2  # the refused mail's file removed
+
+
 def test_store_many_refuses_every_message_of_a_batch_the_database_refused(
     transactional_db, sysops, monkeypatch
 ):
@@ -359,14 +386,27 @@ def committed(transactional_db, monkeypatch):
 def synced(monkeypatch):
     """The paths fsync'd by the store, files and directories, in the order given."""
     paths: list[Path] = []
-    real = store.syncs.fsync_all
+    real = store.syncs.started
 
-    def fsync_all(given):
+    def started(given):
         paths.extend(Path(path) for path in given)
         return real(given)
 
-    monkeypatch.setattr(store.syncs, "fsync_all", fsync_all)
+    monkeypatch.setattr(store.syncs, "started", started)
     return paths
+
+
+def failing_syncs(monkeypatch, failing: Callable[[str], bool]) -> None:
+    """The store's fsyncs of the paths `failing` picks fail with EIO; the others are real."""
+    real = store.syncs.started
+
+    @contextlib.contextmanager
+    def started(paths):
+        failed = {path: OSError(errno.EIO, "Input/output error") for path in paths if failing(path)}
+        with real([path for path in paths if path not in failed]) as syncing:
+            yield SimpleNamespace(wait=lambda: {**syncing.wait(), **failed})
+
+    monkeypatch.setattr(store.syncs, "started", started)
 
 
 def store_call(
@@ -475,15 +515,7 @@ def test_a_directory_made_elsewhere_has_its_parents_synced_once(sysops, synced, 
 
 
 def test_a_directory_that_cannot_be_synced_refuses_its_messages(sysops, monkeypatch):
-    real = store.syncs.fsync_all
-
-    def fsync_all(given):
-        directories = [path for path in given if Path(path).is_dir()]
-        failed = real([path for path in given if path not in directories])
-        failed.update({path: OSError(errno.EIO, "Input/output error") for path in directories})
-        return failed
-
-    monkeypatch.setattr(store.syncs, "fsync_all", fsync_all)
+    failing_syncs(monkeypatch, lambda path: Path(path).is_dir())
     with pytest.raises(StoreUnavailable) as refused:
         store_message(PLAIN, source="smtp", mailbox=sysops)
     assert not refused.value.disk_full

@@ -29,15 +29,16 @@ def aio():
 
 @pytest.fixture
 def submitted(aio, monkeypatch):
-    """The descriptors of each AIO submission."""
+    """The descriptors of each AIO submission the kernel took."""
     batches: list[list[int]] = []
-    real = aio.fsync
+    real = aio.submit
 
-    def fsync(descriptors):
-        batches.append(list(descriptors))
-        return real(descriptors)
+    def submit(descriptors):
+        taken = real(descriptors)
+        batches.append(list(descriptors)[:taken])
+        return taken
 
-    monkeypatch.setattr(aio, "fsync", fsync)
+    monkeypatch.setattr(aio, "submit", submit)
     return batches
 
 
@@ -80,15 +81,44 @@ def test_a_file_the_kernel_will_not_sync_fails_alone_and_the_rest_are_synced(tmp
     failed = syncs.fsync_all([paths[0], unsyncable, paths[1]])
     assert list(failed) == [unsyncable]
     assert failed[unsyncable].errno == errno.EINVAL
+    assert [len(batch) for batch in submitted] == [1]  # the kernel stopped at /proc
     assert syncs._native() is not None
     assert syncs.fsync_all(paths) == {}
-    assert len(submitted) == 2
+    assert [len(batch) for batch in submitted] == [1, 2]
 
 
 def test_more_paths_than_one_submission_takes_go_in_turns(tmp_path, submitted, monkeypatch):
     monkeypatch.setattr(syncs, "SUBMIT_MAX", 2)
     assert syncs.fsync_all(files(tmp_path, 5)) == {}
     assert [len(batch) for batch in submitted] == [2, 2, 1]
+
+
+def test_the_syncs_go_on_while_the_caller_works_and_are_waited_for_once(tmp_path, aio):
+    """started(): the batch inserts its rows while the kernel syncs; wait() before COMMIT."""
+    reaped: list[int] = []
+    real = aio.reap
+
+    def reap(count):
+        reaped.append(count)
+        return real(count)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(aio, "reap", reap)
+        with syncs.started([*files(tmp_path, 3), str(tmp_path)]) as syncing:
+            assert reaped == []  # submitted, not waited for
+            assert aio.lock.locked()  # the context is this batch's until it has waited
+            assert syncing.wait() == {}
+            assert reaped == [4]
+            assert syncing.wait() == {}  # once: a second wait returns what the first did
+        assert reaped == [4]
+    assert not aio.lock.locked()
+
+
+def test_a_block_that_raises_still_waits_for_its_syncs_and_lets_the_context_go(tmp_path, aio):
+    with pytest.raises(RuntimeError), syncs.started(files(tmp_path, 2)):
+        raise RuntimeError("the database refused the batch")
+    assert not aio.lock.locked()
+    assert syncs.fsync_all(files(tmp_path, 2)) == {}  # nothing left over in the context
 
 
 def test_without_aio_every_path_is_synced_one_by_one(tmp_path, monkeypatch):
@@ -117,7 +147,7 @@ def test_a_kernel_that_refuses_aio_fsync_is_left_for_good(tmp_path, monkeypatch)
     def refuse(_descriptors):
         raise OSError(errno.EINVAL, "Invalid argument")
 
-    native.fsync = refuse
+    native.submit = refuse
     monkeypatch.setattr(syncs, "_aio", native)
     monkeypatch.setattr(syncs, "_aio_tried", True)
     synced: list[int] = []

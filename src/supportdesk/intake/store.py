@@ -26,7 +26,7 @@ import re
 import secrets
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email import policy
 from email.header import decode_header, make_header
@@ -357,40 +357,34 @@ committer = GroupCommit()
 
 
 def _commit_batch(batch: list[Pending]) -> None:
-    """Sync the batch's files and directories, then commit all its rows at once; set every
-    outcome.
-    Never raises: an unexpected error is each message's outcome, as it was when alone."""
+    """Sync the batch's files and directories and commit all its rows at once; set every
+    outcome. Never raises: an unexpected error is each message's outcome, as it was when
+    alone."""
     try:
-        ready = _sync_files(batch)
-        if ready:
-            _insert_batch(ready)
+        paths = list(dict.fromkeys(path for pending in batch for path in pending.syncs))
+        with syncs.started(paths) as syncing:
+            _insert_batch(batch, syncing.wait)
     except Exception as error:  # noqa: BLE001  (raised again by each waiting caller)
         for pending in batch:
             if pending.outcome is None:
                 pending.outcome = error
 
 
-def _sync_files(batch: list[Pending]) -> list[Pending]:
-    """fsync the batch's files and their directories, side by side and each directory once,
-    so that the files and their names survive a power cut; return the messages whose syncs
-    all succeeded, refuse the others (removing their files)."""
-    failed = syncs.fsync_all(list(dict.fromkeys(p for pending in batch for p in pending.syncs)))
-    ready = []
-    for pending in batch:
-        errors = [failed[path] for path in pending.syncs if path in failed]
-        if not errors:
-            _durable_entries.update(pending.entries)
-            ready.append(pending)
-            continue
-        _remove(default_storage, pending.message.raw)
-        pending.outcome = _file_refused(errors[0])
-        pending.outcome.__cause__ = errors[0]
-    return ready
+class _SyncFailedError(Exception):
+    """Some of a batch's files or directories could not be synced: roll back, commit the
+    others again."""
 
 
-def _insert_batch(batch: list[Pending]) -> None:
+def _insert_batch(batch: list[Pending], synced: Callable[[], dict[str, OSError]]) -> None:
     """One transaction for the whole batch: a database failure refuses every message in it,
-    and only a commit that succeeded lets any caller answer "stored"."""
+    and only a commit that succeeded lets any caller answer "stored".
+
+    The files' fsyncs (syncs.started) run while the transaction waits for the write lock
+    and inserts, and are waited for (`synced`) before the COMMIT: a row commits only after
+    its file and its directories are synced. A message whose syncs failed is refused (its
+    file removed) and the rest are inserted again in a new transaction: a rare failure,
+    paid for by that batch alone.
+    """
     committing = False
     try:
         if connection.vendor == "sqlite" and not connection.in_atomic_block:
@@ -409,12 +403,34 @@ def _insert_batch(batch: list[Pending]) -> None:
             for pending in batch:
                 if pending.message.imap_uid:
                     outcomes[id(pending.message)] = _insert_imap(pending.message)
+            if _refuse_unsynced(batch, synced()):
+                raise _SyncFailedError
             committing = True  # leaving the block commits
+    except _SyncFailedError:
+        if ready := [pending for pending in batch if pending.outcome is None]:
+            _insert_batch(ready, dict)  # synced already
+        return
     except DatabaseError as error:
         _refuse(batch, error, committing=committing)
         return
     for pending in batch:
         pending.outcome = outcomes[id(pending.message)]
+
+
+def _refuse_unsynced(batch: list[Pending], failed: dict[str, OSError]) -> bool:
+    """Refuse each message whose file or directories could not be synced, removing its
+    file; note the directories of the others as durable. Whether any was refused."""
+    refused = False
+    for pending in batch:
+        errors = [failed[path] for path in pending.syncs if path in failed]
+        if not errors:
+            _durable_entries.update(pending.entries)
+            continue
+        _remove(default_storage, pending.message.raw)
+        pending.outcome = _file_refused(errors[0])
+        pending.outcome.__cause__ = errors[0]
+        refused = True
+    return refused
 
 
 def _insert_imap(message: InboundMessage) -> InboundMessage | IntegrityError:

@@ -9,12 +9,16 @@ than it saved: bench/README.md, "Mail in"). Python's os module has no AIO, and t
 that wraps libaio needs the C library installed too, so the four system calls are made
 here through ctypes (docs/decisions.md, "Group commit in the mail gateway").
 
+Submitted, the fsyncs go on without us: `started()` lets the batch wait for the database's
+write lock and insert its rows meanwhile, and wait for them only before its COMMIT.
+
 Anywhere AIO is missing (another system, another architecture, a kernel or a sandbox
 that refuses it), the files are synced one after another as before: slower, as durable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import logging
@@ -22,7 +26,7 @@ import os
 import platform
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +79,10 @@ class _Aio:
         if self._syscall(self._setup, SUBMIT_MAX, ctypes.byref(self._context)) != 0:
             raise _os_error("io_setup")
 
-    def fsync(self, descriptors: Sequence[int]) -> list[int | None]:
-        """fsync each descriptor side by side; each one's result: 0, -errno, or None when
-        the kernel took fewer than all (the caller syncs those itself)."""
+    def submit(self, descriptors: Sequence[int]) -> int:
+        """Start an fsync of each descriptor, in order; how many the kernel took (it stops
+        at one it refuses: a file without fsync of its own). Raises OSError when it took
+        none. Each one taken must be reaped (reap) before the next submission."""
         count = len(descriptors)
         blocks = (_Iocb * count)()
         pointers = (ctypes.POINTER(_Iocb) * count)()
@@ -86,22 +91,26 @@ class _Aio:
             blocks[index].fildes = descriptor
             blocks[index].data = index
             pointers[index] = ctypes.pointer(blocks[index])
-        submitted = self._syscall(self._submit, self._context, count, pointers)
-        if submitted <= 0:
+        taken = int(self._syscall(self._submit, self._context, count, pointers))
+        if taken <= 0:
             raise _os_error("io_submit")
         self.proven = True
-        results: list[int | None] = [None] * count
-        events = (_IoEvent * submitted)()
-        reaped = 0
-        while reaped < submitted:
-            got = self._syscall(self._getevents, self._context, 1, submitted - reaped, events, None)
+        return taken
+
+    def reap(self, count: int) -> dict[int, int]:
+        """Wait for `count` submitted fsyncs; each one's result (0 or -errno) by its index
+        in the submission."""
+        results: dict[int, int] = {}
+        events = (_IoEvent * count)()
+        while len(results) < count:
+            left = count - len(results)
+            got = self._syscall(self._getevents, self._context, 1, left, events, None)
             if got < 0:
                 if ctypes.get_errno() == errno.EINTR:
                     continue
-                raise _os_error("io_getevents")  # the submitted ones are never waited for
+                raise _os_error("io_getevents")
             for event in events[:got]:
-                results[event.data] = event.res
-            reaped += got
+                results[int(event.data)] = int(event.res)
         return results
 
 
@@ -140,49 +149,112 @@ def _give_up_native(error: OSError) -> None:
 def fsync_all(paths: Sequence[str]) -> dict[str, OSError]:
     """fsync every path (files and directories), side by side where the system allows;
     return the error of each path that could not be synced, by path."""
-    failed: dict[str, OSError] = {}
-    opened: dict[str, int] = {}
+    with started(paths) as syncing:
+        return syncing.wait()
+
+
+@contextlib.contextmanager
+def started(paths: Sequence[str]) -> Iterator[Syncing]:
+    """The fsyncs of `paths` under way while the block runs (a batch's inserts wait for the
+    database's write lock meanwhile); `wait()` inside it returns their errors by path.
+    Without AIO the paths are synced here, one by one, before the block."""
+    syncing = Syncing(paths)
     try:
+        yield syncing
+    finally:
+        syncing.wait()
+
+
+class Syncing:
+    """fsyncs started (submitted through AIO, or done already without it) until wait()."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self._failed: dict[str, OSError] = {}
+        self._opened: dict[str, int] = {}
+        self._submitted: list[str] = []  # the first of _opened, in AIO's hands
+        self._synced: set[str] = set()
+        self._aio: _Aio | None = None
+        self._done = False
         for path in dict.fromkeys(paths):
             try:
-                opened[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                self._opened[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError as error:
-                failed[path] = error
-        left, failed_native = _fsync_native(opened)
-        failed.update(failed_native)
-        for path in left:
-            try:
-                os.fsync(opened[path])
-            except OSError as error:
-                failed[path] = error
-    finally:
-        for descriptor in opened.values():
+                self._failed[path] = error
+        try:
+            aio = _native() if len(self._opened) > 1 else None
+            if aio is not None:
+                aio.lock.acquire()  # until wait(): the process's one context, one batch at a time
+                self._aio = aio
+                self._submit(list(self._opened)[:SUBMIT_MAX])
+            if not self._submitted:
+                self._release()
+                self._sync_alone(list(self._opened))
+        except BaseException:
+            self._close()
+            raise
+
+    def wait(self) -> dict[str, OSError]:
+        """Wait for every fsync; the error of each path that failed. Closes the files."""
+        if self._done:
+            return self._failed
+        try:
+            self._reap()
+            while (left := self._unsettled()) and self._aio is not None:
+                self._submit(left[:SUBMIT_MAX])  # more than one submission takes
+                if not self._submitted:
+                    break
+                self._reap()
+            self._sync_alone(self._unsettled())
+        finally:
+            self._close()
+        return self._failed
+
+    def _close(self) -> None:
+        self._done = True
+        self._release()
+        for descriptor in self._opened.values():
             os.close(descriptor)
-    return failed
 
+    def _submit(self, paths: list[str]) -> None:
+        if self._aio is None:
+            return
+        try:
+            taken = self._aio.submit([self._opened[path] for path in paths])
+        except OSError as error:
+            if not self._aio.proven:  # a kernel before 4.18: EINVAL at the first submission
+                _give_up_native(error)
+            self._release()  # the rest one by one
+            return
+        self._submitted = paths[:taken]
 
-def _fsync_native(opened: dict[str, int]) -> tuple[list[str], dict[str, OSError]]:
-    """Sync what AIO can; return the paths left to sync one by one (all of them without
-    AIO, or for a single path) and the errors of those AIO could not sync."""
-    aio = _native() if len(opened) > 1 else None
-    if aio is None:
-        return list(opened), {}
-    left: list[str] = []
-    failed: dict[str, OSError] = {}
-    paths = list(opened)
-    with aio.lock:
-        for start in range(0, len(paths), SUBMIT_MAX):
-            chunk = paths[start : start + SUBMIT_MAX]
+    def _reap(self) -> None:
+        if not self._submitted or self._aio is None:
+            return
+        submitted, self._submitted = self._submitted, []
+        try:
+            results = self._aio.reap(len(submitted))
+        except OSError as error:  # its events are left in the context: never use it again
+            _give_up_native(error)
+            raise
+        for index, result in results.items():
+            path = submitted[index]
+            self._synced.add(path)
+            if result < 0:
+                self._failed[path] = OSError(-result, os.strerror(-result), path)
+
+    def _unsettled(self) -> list[str]:
+        return [path for path in self._opened if path not in self._synced]
+
+    def _release(self) -> None:
+        """Let the process's AIO context go to the next batch: nothing of ours is in it."""
+        if self._aio is not None:
+            self._aio.lock.release()
+            self._aio = None
+
+    def _sync_alone(self, paths: list[str]) -> None:
+        for path in paths:
             try:
-                results = aio.fsync([opened[path] for path in chunk])
+                os.fsync(self._opened[path])
             except OSError as error:
-                if not aio.proven:  # a kernel before 4.18: EINVAL at the first submission
-                    _give_up_native(error)
-                left.extend(chunk)  # the first would not go (a file without fsync): each alone
-                continue
-            for path, result in zip(chunk, results, strict=True):
-                if result is None:
-                    left.append(path)
-                elif result < 0:
-                    failed[path] = OSError(-result, os.strerror(-result), path)
-    return left, failed
+                self._failed[path] = error
+            self._synced.add(path)  # settled, failed or not
