@@ -42,6 +42,12 @@ def submitted(aio, monkeypatch):
     return batches
 
 
+def fsync_all(paths: list[str]) -> dict[str, OSError]:
+    """Every path synced, as a batch of the store syncs them; the errors by path."""
+    with syncs.started(paths) as syncing:
+        return syncing.wait()
+
+
 def files(tmp_path: Path, count: int) -> list[str]:
     paths = []
     for number in range(count):
@@ -53,21 +59,21 @@ def files(tmp_path: Path, count: int) -> list[str]:
 
 def test_files_and_their_directory_are_synced_in_one_submission(tmp_path, submitted):
     paths = [*files(tmp_path, 3), str(tmp_path)]
-    assert syncs.fsync_all(paths) == {}
+    assert fsync_all(paths) == {}
     assert len(submitted) == 1
     assert len(submitted[0]) == 4  # each path once, the directory too
 
 
 def test_a_path_given_twice_is_synced_once(tmp_path, submitted):
     paths = files(tmp_path, 2)
-    assert syncs.fsync_all([*paths, str(tmp_path), *paths, str(tmp_path)]) == {}
+    assert fsync_all([*paths, str(tmp_path), *paths, str(tmp_path)]) == {}
     assert [len(batch) for batch in submitted] == [3]
 
 
 def test_a_path_that_cannot_be_opened_fails_alone(tmp_path, submitted):
     paths = files(tmp_path, 2)
     missing = str(tmp_path / "gone.eml")
-    failed = syncs.fsync_all([paths[0], missing, paths[1]])
+    failed = fsync_all([paths[0], missing, paths[1]])
     assert list(failed) == [missing]
     assert failed[missing].errno == errno.ENOENT
     assert [len(batch) for batch in submitted] == [2]  # the others still synced together
@@ -92,7 +98,7 @@ def test_a_file_the_kernel_will_not_sync_fails_alone_and_the_rest_are_synced(tmp
     unsyncable = "/proc/self/status"
     expected = alone_fsync_error(unsyncable)
     paths = files(tmp_path, 2)
-    failed = syncs.fsync_all([paths[0], unsyncable, paths[1]])
+    failed = fsync_all([paths[0], unsyncable, paths[1]])
     if expected is None:  # a kernel (a sandbox's) that syncs it: nothing to refuse
         assert failed == {}
     else:
@@ -100,13 +106,13 @@ def test_a_file_the_kernel_will_not_sync_fails_alone_and_the_rest_are_synced(tmp
         assert failed[unsyncable].errno == expected
     assert syncs._native() is not None
     submitted.clear()
-    assert syncs.fsync_all(paths) == {}
+    assert fsync_all(paths) == {}
     assert [len(batch) for batch in submitted] == [2]
 
 
 def test_more_paths_than_one_submission_takes_go_in_turns(tmp_path, submitted, monkeypatch):
     monkeypatch.setattr(syncs, "SUBMIT_MAX", 2)
-    assert syncs.fsync_all(files(tmp_path, 5)) == {}
+    assert fsync_all(files(tmp_path, 5)) == {}
     assert [len(batch) for batch in submitted] == [2, 2, 1]
 
 
@@ -135,7 +141,7 @@ def test_a_block_that_raises_still_waits_for_its_syncs_and_lets_the_context_go(t
     with pytest.raises(RuntimeError), syncs.started(files(tmp_path, 2)):
         raise RuntimeError("the database refused the batch")
     assert not aio.lock.locked()
-    assert syncs.fsync_all(files(tmp_path, 2)) == {}  # nothing left over in the context
+    assert fsync_all(files(tmp_path, 2)) == {}  # nothing left over in the context
 
 
 def test_without_aio_every_path_is_synced_one_by_one(tmp_path, monkeypatch):
@@ -149,7 +155,7 @@ def test_without_aio_every_path_is_synced_one_by_one(tmp_path, monkeypatch):
 
     monkeypatch.setattr(syncs.os, "fsync", fsync)
     missing = str(tmp_path / "gone.eml")
-    failed = syncs.fsync_all([*files(tmp_path, 3), str(tmp_path), missing])
+    failed = fsync_all([*files(tmp_path, 3), str(tmp_path), missing])
     assert list(failed) == [missing]
     assert len(synced) == 4
 
@@ -170,6 +176,6 @@ def test_a_kernel_that_refuses_aio_fsync_is_left_for_good(tmp_path, monkeypatch)
     synced: list[int] = []
     real = os.fsync
     monkeypatch.setattr(syncs.os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
-    assert syncs.fsync_all(files(tmp_path, 3)) == {}
+    assert fsync_all(files(tmp_path, 3)) == {}
     assert len(synced) == 3
     assert syncs._native() is None

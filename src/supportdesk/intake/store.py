@@ -408,7 +408,7 @@ def _insert_batch(batch: list[Pending], synced: Callable[[], dict[str, OSError]]
             committing = True  # leaving the block commits
     except _SyncFailedError:
         if ready := [pending for pending in batch if pending.outcome is None]:
-            _insert_batch(ready, dict)  # synced already
+            _insert_batch(ready, dict)  # synced already: no error left to wait for
         return
     except DatabaseError as error:
         _refuse(batch, error, committing=committing)

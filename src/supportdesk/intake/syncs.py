@@ -146,13 +146,6 @@ def _give_up_native(error: OSError) -> None:
         _aio = None
 
 
-def fsync_all(paths: Sequence[str]) -> dict[str, OSError]:
-    """fsync every path (files and directories), side by side where the system allows;
-    return the error of each path that could not be synced, by path."""
-    with started(paths) as syncing:
-        return syncing.wait()
-
-
 @contextlib.contextmanager
 def started(paths: Sequence[str]) -> Iterator[Syncing]:
     """The fsyncs of `paths` under way while the block runs (a batch's inserts wait for the
