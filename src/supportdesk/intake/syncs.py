@@ -76,8 +76,13 @@ class _Aio:
         self._context = ctypes.c_ulong(0)
         self.lock = threading.Lock()
         self.proven = False  # a submission has succeeded: the kernel does AIO fsync
-        if self._syscall(self._setup, SUBMIT_MAX, ctypes.byref(self._context)) != 0:
+        if self._call(self._setup, ctypes.c_uint(SUBMIT_MAX), ctypes.byref(self._context)) != 0:
             raise _os_error("io_setup")
+
+    def _call(self, number: int, *arguments: object) -> int:
+        """syscall(2), its arguments typed as the kernel reads them: a bare Python int would
+        go as a C int, whose upper half in a 64-bit register is left undefined."""
+        return int(self._syscall(ctypes.c_long(number), *arguments))
 
     def submit(self, descriptors: Sequence[int]) -> int:
         """Start an fsync of each descriptor, in order; how many the kernel took (it stops
@@ -91,7 +96,7 @@ class _Aio:
             blocks[index].fildes = descriptor
             blocks[index].data = index
             pointers[index] = ctypes.pointer(blocks[index])
-        taken = int(self._syscall(self._submit, self._context, count, pointers))
+        taken = self._call(self._submit, self._context, ctypes.c_long(count), pointers)
         if taken <= 0:
             raise _os_error("io_submit")
         self.proven = True
@@ -104,7 +109,8 @@ class _Aio:
         events = (_IoEvent * count)()
         while len(results) < count:
             left = count - len(results)
-            got = self._syscall(self._getevents, self._context, 1, left, events, None)
+            limits = ctypes.c_long(1), ctypes.c_long(left)
+            got = self._call(self._getevents, self._context, *limits, events, None)
             if got < 0:
                 if ctypes.get_errno() == errno.EINTR:
                     continue
