@@ -132,6 +132,9 @@ UPLOAD_MAX_BYTES = env_int("SUPPORTDESK_UPLOAD_MAX_BYTES", default=25 * 1024 * 1
 SMTPD_HOST = env("SUPPORTDESK_SMTPD_HOST", "127.0.0.1")
 SMTPD_PORT = env_int("SUPPORTDESK_SMTPD_PORT", default=2525)
 MAIL_MAX_BYTES = env_int("SUPPORTDESK_MAIL_MAX_BYTES", default=35 * 1024 * 1024)
+# The gateway's own small database, where an accepted mail's row commits before its 250 and
+# waits to be moved into the main one (intake/spool.py).
+MAIL_SPOOL_PATH = HOME / "mail-spool.sqlite3"
 # API requests a minute per token; 0 turns the limit off.
 API_RATE_LIMIT = env_int("SUPPORTDESK_API_RATE_LIMIT", default=600)
 # Leave room for the rest of a multipart form above the largest allowed file.

@@ -28,7 +28,8 @@ from supportdesk.intake import store
 from supportdesk.intake.mailboxes import ensure_default_mailboxes
 from supportdesk.intake.models import InboundMessage
 from supportdesk.intake.smtpd import Gateway, GatewayHandler, _GatewaySMTP
-from tests.intake.test_store import Batches, poison_records
+from supportdesk.intake.spool import Spool
+from tests.intake.test_store import Batches
 from tests.smtp_sink import HOST, free_port
 
 DOMAIN = "support.localhost"
@@ -78,20 +79,33 @@ def gateway(start_gateway):
 def send(
     gateway: Gateway, raw: bytes, *, to=(SYSOPS,), sender="bob@acme.test", size=False
 ) -> dict[str, tuple[int, bytes]]:
-    """One SMTP transaction; the reply to each step that was reached."""
+    """One SMTP transaction; the reply to each step that was reached. Then it waits for the
+    gateway to move what its spool holds into the database (moved)."""
     replies: dict[str, tuple[int, bytes]] = {}
     with smtplib.SMTP(gateway.host, gateway.port, timeout=30) as client:
         client.ehlo()
         options = [f"SIZE={len(raw)}"] if size else []
         replies["mail"] = client.mail(sender, options)
-        if replies["mail"][0] != 250:
-            return replies
-        for address in to:
-            replies[f"rcpt {address}"] = client.rcpt(address)
-        if not any(code == 250 for key, (code, _) in replies.items() if key.startswith("rcpt")):
-            return replies
-        replies["data"] = client.data(raw)
+        if replies["mail"][0] == 250:
+            for address in to:
+                replies[f"rcpt {address}"] = client.rcpt(address)
+            if any(code == 250 for key, (code, _) in replies.items() if key.startswith("rcpt")):
+                replies["data"] = client.data(raw)
+    moved(gateway)
     return replies
+
+
+def moved(gateway: Gateway) -> None:
+    assert gateway.mover.flush(), "the gateway's spool was not moved within 10 s"
+
+
+def spooled(gateway: Gateway) -> list[str]:
+    """The subjects of the mails in the gateway's spool, not moved yet."""
+    spool = Spool()
+    try:
+        return [message.subject for _, message in spool.after(0, 1000)]
+    finally:
+        spool.close()
 
 
 def stored_files() -> list[Path]:
@@ -99,11 +113,23 @@ def stored_files() -> list[Path]:
     return sorted(path for path in root.rglob("*") if path.is_file()) if root.exists() else []
 
 
-def test_mail_to_sysops_is_stored_before_the_250(gateway, probe_handler):
+def test_mail_to_sysops_is_stored_before_the_250(gateway, probe_handler, monkeypatch):
+    spool_ids: list[int] = []
+    real_poke = gateway.mover.poke
+
+    def poke():  # the store thread's commit is done: what is in the spool now?
+        spool = Spool()
+        try:
+            spool_ids.extend(spool_id for spool_id, _ in spool.after(0, 10))
+        finally:
+            spool.close()
+        real_poke()
+
+    monkeypatch.setattr(gateway.mover, "poke", poke)
     code, text = send(gateway, MESSAGE)["data"]
     assert code == 250
-    assert text.startswith(b"2.0.0 Stored as ")
-    message = InboundMessage.objects.get(pk=int(text.rsplit(b" ", 1)[1]))
+    assert text == f"2.0.0 Stored as {spool_ids[0]}".encode()  # committed before the 250
+    message = InboundMessage.objects.get()  # moved from the spool
     assert default_storage.open(message.raw).read() == MESSAGE
     assert (message.mailbox.local_part, message.source) == ("sysops", "smtp")
     assert message.envelope_from == "bob@acme.test"
@@ -187,13 +213,33 @@ def events_table_missing():
             cursor.execute(f"ALTER TABLE {quote('events_gone')} RENAME TO {quote('events_event')}")
 
 
-def test_a_database_failure_answers_451_and_leaves_no_row(gateway):
+def test_a_database_failure_keeps_the_mail_in_the_spool_until_the_database_is_back(gateway):
+    """The 250 waits for the spool alone: with the main database failing the mail is
+    accepted, kept, and moved once the database works again."""
     with events_table_missing():
-        code, text = send(gateway, MESSAGE)["data"]
+        code, _text = send(gateway, MESSAGE)["data"]
+        assert code == 250
+        assert not InboundMessage.objects.exists()  # the move rolled back
+        assert spooled(gateway) == ["Database down"]
+    moved(gateway)
+    message = InboundMessage.objects.get()
+    assert default_storage.open(message.raw).read() == MESSAGE
+    assert Event.objects.filter(kind=EventKind.MAIL_RECEIVED).count() == 1
+    assert spooled(gateway) == []
+
+
+def test_a_spool_failure_answers_451_and_keeps_nothing(gateway, monkeypatch):
+    def broken(self, messages):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(Spool, "insert", broken)
+    code, text = send(gateway, MESSAGE)["data"]
     assert (code, text[:5]) == (451, b"4.3.0")
     assert not InboundMessage.objects.exists()
-    assert stored_files() == []  # removed: the row that would have needed it rolled back
-    assert send(gateway, MESSAGE)["data"][0] == 250  # the connection recovered
+    assert stored_files() == []  # removed: no row will ever name it
+    monkeypatch.undo()
+    assert send(gateway, MESSAGE)["data"][0] == 250  # the spool recovered
+    assert InboundMessage.objects.count() == 1
 
 
 def test_the_same_mail_delivered_twice_is_stored_twice(gateway):
@@ -254,6 +300,7 @@ def test_concurrent_senders_each_get_250_for_a_stored_message(gateway, probe_han
         thread.join(60)
     assert len(replies) == senders * each
     assert {code for code, _ in replies.values()} == {250}
+    moved(gateway)
     for subject in replies:
         message = InboundMessage.objects.get(message_id=f"<{subject.replace(' ', '-')}@acme.test>")
         assert default_storage.open(message.raw).read() == mail(subject)
@@ -264,7 +311,9 @@ def test_concurrent_senders_each_get_250_for_a_stored_message(gateway, probe_han
 
 @pytest.fixture
 def batches(gateway, monkeypatch):
-    return Batches(monkeypatch, queued=gateway.storer.queued)
+    from supportdesk.intake import smtpd
+
+    return Batches(monkeypatch, queued=gateway.storer.queued, commits=(smtpd, "commit_spooled"))
 
 
 def together(
@@ -330,6 +379,7 @@ def test_mails_arriving_while_a_batchs_files_are_written_join_its_commit(
     assert data_reply(gateway, mail("first"))[0] == 250
     for thread in threads:
         thread.join(30)
+    moved(gateway)
     assert {subject: code for subject, (code, _) in replies.items()} == dict.fromkeys(late, 250)
     assert batches.subjects == [["first", "second", "third"]]
     assert InboundMessage.objects.count() == 3
@@ -347,9 +397,17 @@ def test_a_batch_of_the_gateway_never_exceeds_its_limit_however_many_arrive(
     assert sorted(subject for batch in batches.subjects[1:] for subject in batch) == subjects
 
 
-def test_a_database_failure_answers_451_to_every_mail_of_its_batch(gateway, batches, monkeypatch):
-    poison_records(monkeypatch)
+def test_a_spool_failure_answers_451_to_every_mail_of_its_batch(gateway, batches, monkeypatch):
+    real = Spool.insert
+
+    def insert(self, messages):
+        if any(message.subject == "poison" for message in messages):
+            raise sqlite3.OperationalError("database is locked")
+        return real(self, messages)
+
+    monkeypatch.setattr(Spool, "insert", insert)
     first, *refused = together(gateway, batches, ["good", "poison"])
+    moved(gateway)
     assert first[0] == 250
     assert [(code, text[:5]) for code, text in refused] == [(451, b"4.3.0")] * 2
     assert batches.subjects == [["hold"], ["good", "poison"]]
@@ -371,6 +429,7 @@ def test_a_full_disk_for_one_mail_answers_452_to_it_alone(gateway, batches, monk
     monkeypatch.setattr(FileSystemStorage, "_save", save)
     subjects = ["full", "fine", "also fine"]
     replies = together(gateway, batches, subjects)
+    moved(gateway)
     assert [code for code, _ in replies] == [250, 452, 250, 250]
     assert batches.subjects == [["hold"], ["also fine", "fine"]]
     assert sorted(InboundMessage.objects.values_list("subject", flat=True)) == [
@@ -458,8 +517,8 @@ def test_stopping_closes_the_database_connection_of_every_gateway_thread(
     lookups = [name for name in closed_in if name.startswith("smtpd-lookup")]
     assert sorted(set(lookups)) == sorted(lookups)  # each thread once
     assert len(lookups) == smtpd.LOOKUP_THREADS
-    assert sorted(set(closed_in) - set(lookups)) == ["smtpd-store"]
-    assert len(closed_in) == smtpd.LOOKUP_THREADS + 1
+    assert sorted(set(closed_in) - set(lookups)) == ["smtpd-move", "smtpd-store"]
+    assert len(closed_in) == smtpd.LOOKUP_THREADS + 2
     assert threading.current_thread().name not in closed_in
 
 
@@ -578,16 +637,16 @@ def test_an_unexpected_error_in_the_store_thread_answers_451_and_the_next_mail_i
 ):
     from supportdesk.intake import smtpd
 
-    real = smtpd.commit_kept
+    real = smtpd.commit_spooled
     calls: list[int] = []
 
-    def broken_once(kept):
+    def broken_once(kept, spool):
         calls.append(len(kept))
         if len(calls) == 1:
             raise RuntimeError("a bug in the store")
-        return real(kept)
+        return real(kept, spool)
 
-    monkeypatch.setattr(smtpd, "commit_kept", broken_once)
+    monkeypatch.setattr(smtpd, "commit_spooled", broken_once)
     assert data_reply(gateway, mail("first"))[0] == 451
     assert data_reply(gateway, mail("second"))[0] == 250
     assert list(InboundMessage.objects.values_list("subject", flat=True)) == ["second"]
@@ -607,6 +666,7 @@ def test_an_unexpected_error_writing_one_mails_file_answers_451_to_it_alone(
 
     monkeypatch.setattr(smtpd, "keep", keep)
     replies = together(gateway, batches, ["fine", "bug", "also fine"], queued=3)
+    moved(gateway)
     assert [code for code, _ in replies] == [250, 250, 451, 250]
     assert batches.subjects == [["hold"], ["also fine", "fine"]]
     assert sorted(InboundMessage.objects.values_list("subject", flat=True)) == [

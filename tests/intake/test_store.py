@@ -315,24 +315,30 @@ class Batches:
     next batch whatever the threads' timing."""
 
     def __init__(
-        self, monkeypatch: pytest.MonkeyPatch, queued: Callable[[], int] | None = None
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        queued: Callable[[], int] | None = None,
+        commits: tuple[object, str] = (store, "_commit_batch"),
     ) -> None:
+        """`queued` and `commits` name the queue and the batch's commit: the group commit's
+        by default, the gateway's Storer and commit_spooled for the gateway."""
         self.subjects: list[list[str]] = []
-        self.queued = queued or store.committer.queued  # the gateway's queue is its Storer's
+        self.queued = queued or store.committer.queued
         self.leading = threading.Event()
         self.expected = 0
-        real = store._commit_batch
+        owner, name = commits
+        real = getattr(owner, name)
 
-        def commit(batch):
+        def commit(batch, *args):
             if self.expected and not self.subjects:
                 self.leading.set()
                 deadline = time.monotonic() + 10
                 while self.queued() < self.expected and time.monotonic() < deadline:
                     time.sleep(0.005)
             self.subjects.append(sorted(pending.message.subject for pending in batch))
-            real(batch)
+            return real(batch, *args)
 
-        monkeypatch.setattr(store, "_commit_batch", commit)
+        monkeypatch.setattr(owner, name, commit)
 
     def hold(
         self, first: Callable[[], object], then: list[Callable[[], object]], queued: int = 0

@@ -162,8 +162,7 @@ def test_killed_gateway_and_worker_lose_and_double_no_mail(smtp_sink, bob, tmp_p
 
     # The message stored before the gateway died got no 250 and came again: kept twice,
     # one ticket.
-    unanswered = InboundMessage.objects.get(pk=int(gateway_marker.read_text()))
-    copies = InboundMessage.objects.filter(message_id=unanswered.message_id)
+    copies = InboundMessage.objects.filter(message_id=gateway_marker.read_text())
     assert copies.count() >= 2
     assert copies.filter(state=MessageState.PROCESSED).count() == 1
 

@@ -103,7 +103,7 @@ class IntakeProcess(_Process):
     the worker must read, so a gateway and its worker share one SUPPORTDESK_HOME.
 
     CRASH_STORE_BLOCK_AFTER=N (gateway): after the Nth message is stored and committed, its
-    database id is written to CRASH_MARKER and the store never returns: that sender gets no
+    Message-ID is written to CRASH_MARKER and the store never returns: that sender gets no
     250 for a message we kept. CRASH_PROCESS_BLOCK_AFTER=N (worker): after the Nth stored
     message is processed and committed, the handler stops dead before its run is marked
     done: the run is taken over when its lease ends. A SIGKILL is meant to follow either.
@@ -131,7 +131,7 @@ def intake_main() -> int:
     if store_after := int(os.environ.get("CRASH_STORE_BLOCK_AFTER", "0")):
         from supportdesk.intake import smtpd
 
-        smtpd.commit_kept = _dead_after_storing(smtpd.commit_kept, store_after, marker)  # type: ignore[assignment]
+        smtpd.commit_spooled = _dead_after_storing(smtpd.commit_spooled, store_after, marker)  # type: ignore[assignment]
     if process_after := int(os.environ.get("CRASH_PROCESS_BLOCK_AFTER", "0")):
         from supportdesk.intake import handlers
 
@@ -193,17 +193,18 @@ def _dead_after_many(
 
 
 def _dead_after_storing(
-    commit_kept: Callable[..., Any], count: int, marker: Path
+    commit_spooled: Callable[..., Any], count: int, marker: Path
 ) -> Callable[..., Any]:
     """As _dead_after, for the gateway's batches: stops dead once `count` messages are stored,
-    after the batch that stored the count-th committed, writing that message's id."""
+    after the batch that stored the count-th committed to the spool, writing that message's
+    Message-ID (its row is moved from the spool meanwhile, or by the next gateway)."""
     stored = 0
 
-    def wrapper(kept: list[Any]) -> list[Any]:
+    def wrapper(kept: list[Any], spool: Any) -> list[Any]:
         nonlocal stored
-        outcomes = commit_kept(kept)
+        outcomes = commit_spooled(kept, spool)
         if stored < count <= stored + len(outcomes):
-            marker.write_text(str(outcomes[count - stored - 1].pk))
+            marker.write_text(kept[count - stored - 1].message.message_id)
             while True:  # committed, and no sender of the batch ever hears of it
                 time.sleep(60)
         stored += len(outcomes)

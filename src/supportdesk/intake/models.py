@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class UnknownSender(models.TextChoices):
@@ -93,7 +94,8 @@ class InboundMessage(models.Model):
     response = models.ForeignKey(
         "tickets.Response", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    received_at = models.DateTimeField(auto_now_add=True)
+    # When the gateway accepted it: a mail moved from the spool (spool.py) keeps its time.
+    received_at = models.DateTimeField(default=timezone.now)
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -112,3 +114,15 @@ class InboundMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} message {self.pk} ({self.state})"
+
+
+class SpoolMark(models.Model):
+    """How far a mail gateway's spool has been moved into this database (intake/spool.py):
+    its rows up to `moved_through` are InboundMessages. Written in the transaction that moves
+    them, so that a move is done once whoever runs it."""
+
+    spool = models.CharField(max_length=32, unique=True, help_text="The spool's identity.")
+    moved_through = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"spool {self.spool} moved through {self.moved_through}"

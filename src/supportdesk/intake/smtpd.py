@@ -28,13 +28,14 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 
 from supportdesk.intake.mailboxes import active_mailboxes, our_local_part
-from supportdesk.intake.models import InboundMessage, Mailbox
+from supportdesk.intake.models import Mailbox
+from supportdesk.intake.spool import Spool, move_all
 from supportdesk.intake.store import (
     BATCH_MAX,
     Incoming,
     Pending,
     StoreUnavailable,
-    commit_kept,
+    commit_spooled,
     keep,
 )
 
@@ -64,8 +65,8 @@ _PLAIN_PATH = re.compile(
 T = TypeVar("T")
 
 
-_Job = tuple[Incoming, "asyncio.Future[InboundMessage]", asyncio.AbstractEventLoop]
-_Kept = tuple[Pending, "asyncio.Future[InboundMessage]", asyncio.AbstractEventLoop]
+_Job = tuple[Incoming, "asyncio.Future[int]", asyncio.AbstractEventLoop]
+_Kept = tuple[Pending, "asyncio.Future[int]", asyncio.AbstractEventLoop]
 _Settled = tuple["asyncio.Future[Any]", asyncio.AbstractEventLoop, object]
 
 
@@ -85,10 +86,12 @@ class Storer:
     commit: batches of 2 (bench/README.md, "Mail in").
     """
 
-    def __init__(self, limit: int = BATCH_MAX) -> None:
+    def __init__(self, mover: Mover, limit: int = BATCH_MAX) -> None:
         self.limit = limit
+        self.mover = mover
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="smtpd-store", daemon=True)
+        self._spool: Spool | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -103,10 +106,10 @@ class Storer:
         batch whose files it is writing)."""
         return self._jobs.qsize()
 
-    async def store(self, incoming: Incoming) -> InboundMessage:
-        """The stored row, once committed; raises what refused it (StoreUnavailable)."""
+    async def store(self, incoming: Incoming) -> int:
+        """The spool id, once its row committed; raises what refused it (StoreUnavailable)."""
         loop = asyncio.get_running_loop()
-        stored: asyncio.Future[InboundMessage] = loop.create_future()
+        stored: asyncio.Future[int] = loop.create_future()
         self._jobs.put((incoming, stored, loop))
         return await stored
 
@@ -115,6 +118,8 @@ class Storer:
             while (first := self._jobs.get()) is not None:
                 self._store([first])
         finally:
+            if self._spool is not None:
+                self._spool.close()
             connections.close_all()
 
     def _store(self, jobs: list[_Job]) -> None:
@@ -146,12 +151,14 @@ class Storer:
         return jobs
 
     def _commit(self, batch: list[_Kept]) -> None:
-        outcomes: list[InboundMessage | StoreUnavailable] | list[Exception]
+        outcomes: list[int | StoreUnavailable] | list[Exception]
         try:
-            close_old_connections()  # a connection the database dropped is replaced
-            outcomes = commit_kept([pending for pending, _, _ in batch])
+            if self._spool is None:
+                self._spool = Spool()
+            outcomes = commit_spooled([pending for pending, _, _ in batch], self._spool)
         except Exception as error:  # noqa: BLE001  (each sender is refused, as when alone)
             outcomes = [error] * len(batch)
+        self.mover.poke()
         _settle_all(
             [
                 (stored, loop, outcome)
@@ -178,6 +185,80 @@ def _settle(settled: list[tuple[asyncio.Future[Any], object]]) -> None:
             stored.set_exception(outcome)
         else:
             stored.set_result(outcome)
+
+
+class Mover:
+    """The gateway's thread that moves its spool's rows into the main database (spool.move),
+    woken by each commit of the store thread and then left MOVE_DELAY_SECONDS for more to
+    come, so that it takes the main database's write lock once for many mails. A failure
+    (the database locked or down) leaves the rows in the spool; it tries again after
+    RETRY_SECONDS, and at the latest every IDLE_SECONDS."""
+
+    DELAY_SECONDS = 0.05
+    RETRY_SECONDS = 1.0
+    IDLE_SECONDS = 5.0
+
+    def __init__(self) -> None:
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="smtpd-move", daemon=True)
+        self._passes = 0
+        self._passed = threading.Condition()
+        self.moved = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until a move that began after this call has ended (moved what was spooled,
+        or failed); whether one did within `timeout`. For tests and for a caller that wants
+        the rows in the main database now."""
+        with self._passed:
+            target = self._passes + 2  # the pass under way may have begun before the call
+            self._wake.set()
+            return self._passed.wait_for(lambda: self._passes >= target, timeout)
+
+    def _pass_ended(self) -> None:
+        with self._passed:
+            self._passes += 1
+            self._passed.notify_all()
+
+    def stop(self) -> None:
+        """Move what is spooled, then end the thread."""
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        spool: Spool | None = None
+        try:
+            while True:
+                stopping = self._stopping.is_set()
+                try:
+                    if spool is None:
+                        spool = Spool()
+                    close_old_connections()  # a connection the database dropped is replaced
+                    self.moved += move_all(spool)
+                except Exception:
+                    logger.exception("Moving spooled mail failed; it stays in the spool.")
+                    self._pass_ended()
+                    if stopping:
+                        break
+                    self._stopping.wait(self.RETRY_SECONDS)
+                    continue
+                self._pass_ended()
+                if stopping:
+                    break
+                self._wake.wait(self.IDLE_SECONDS)
+                self._wake.clear()
+                self._stopping.wait(self.DELAY_SECONDS)
+        finally:
+            if spool is not None:
+                spool.close()
+            connections.close_all()
 
 
 class GatewayHandler:
@@ -260,7 +341,7 @@ class GatewayHandler:
             envelope_to=list(envelope.rcpt_tos),
         )
         try:
-            message = await self.storer.store(incoming)
+            spool_id = await self.storer.store(incoming)
         except StoreUnavailable as error:
             logger.warning("Refused a message for %s: %s", mailbox.address, error.message)
             return DISK_FULL if error.disk_full else TEMPORARY_FAILURE
@@ -268,9 +349,9 @@ class GatewayHandler:
             logger.exception("Refused a message for %s: storing it failed.", mailbox.address)
             return TEMPORARY_FAILURE
         logger.info(
-            "Stored message %s (%d bytes) for %s.", message.pk, message.size, mailbox.address
+            "Stored message %s (%d bytes) for %s.", spool_id, len(incoming.raw), mailbox.address
         )
-        return f"250 2.0.0 Stored as {message.pk}"
+        return f"250 2.0.0 Stored as {spool_id}"
 
 
 class _GatewaySMTP(SMTP):
@@ -320,7 +401,8 @@ class Gateway:
         self.host = host
         self.port = port
         self.executor = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="smtpd-lookup")
-        self.storer = Storer()
+        self.mover = Mover()
+        self.storer = Storer(self.mover)
         self.controller = _GatewayController(
             GatewayHandler(self.executor, self.storer),
             hostname=host,
@@ -333,6 +415,7 @@ class Gateway:
         )
 
     def start(self) -> None:
+        self.mover.start()
         self.storer.start()
         self.controller.start()
 
@@ -341,6 +424,7 @@ class Gateway:
         will send again; the processor handles a Message-ID once)."""
         self.controller.stop()
         self.storer.stop()
+        self.mover.stop()
         _close_connections_of(self.executor)
         self.executor.shutdown(wait=True)
 

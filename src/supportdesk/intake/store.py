@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from email import policy
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
+from typing import TYPE_CHECKING
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, default_storage
@@ -42,6 +43,9 @@ from supportdesk.events.models import EventKind, Via
 from supportdesk.events.record import record_many
 from supportdesk.intake import syncs
 from supportdesk.intake.models import InboundMessage, Mailbox
+
+if TYPE_CHECKING:
+    from supportdesk.intake.spool import Spool
 
 logger = logging.getLogger(__name__)
 
@@ -442,6 +446,44 @@ def _insert_imap(message: InboundMessage) -> InboundMessage | IntegrityError:
     except IntegrityError as error:
         return error
     return message
+
+
+def insert_received(messages: list[InboundMessage]) -> None:
+    """The rows of messages whose files are synced, and their MAIL_RECEIVED events with
+    their runs, inside the caller's transaction (the spool's move: intake/spool.py)."""
+    _insert_rows(messages)
+
+
+def commit_spooled(batch: Sequence[Pending], spool: Spool) -> list[int | StoreUnavailable]:
+    """commit_kept, into the gateway's spool instead of the main database: each message's
+    spool id, or the StoreUnavailable that refused it. The files' syncs run while the rows
+    go in and are waited for before the COMMIT, as in _insert_batch."""
+    ready = list(batch)
+    while True:
+        paths = list(dict.fromkeys(path for pending in ready for path in pending.syncs))
+        try:
+            with syncs.started(paths) as syncing, spool.transaction():
+                ids = spool.insert([pending.message for pending in ready])
+                if _refuse_unsynced(ready, syncing.wait()):
+                    raise _SyncFailedError
+        except _SyncFailedError:
+            ready = [pending for pending in ready if pending.outcome is None]
+            continue
+        except Exception as error:  # noqa: BLE001  (the spool refused the batch: 451 to each)
+            for pending in ready:
+                _remove(default_storage, pending.message.raw)
+                pending.outcome = StoreUnavailable(f"The spool is unavailable: {error}")
+                pending.outcome.__cause__ = error
+            ids = []
+        break
+    spooled = dict(zip(map(id, ready), ids, strict=False))
+    outcomes: list[int | StoreUnavailable] = []
+    for pending in batch:
+        if isinstance(pending.outcome, StoreUnavailable):
+            outcomes.append(pending.outcome)
+        else:
+            outcomes.append(spooled[id(pending)])
+    return outcomes
 
 
 def _insert_rows(messages: list[InboundMessage]) -> None:
