@@ -214,3 +214,14 @@ def test_the_workers_job_moves_what_a_stopped_gateway_left(sysops, settings, tmp
     assert move_spooled_mail() == 1
     assert subjects() == ["left behind"]
     assert move_spooled_mail() == 0
+
+
+def test_the_store_threads_commits_are_synced_and_a_movers_need_not_be(spool):
+    """A 250 follows the store thread's commit (FULL: 2); a mover only forgets moved rows."""
+    assert spool._db.execute("PRAGMA synchronous").fetchone() == (2,)
+    mover = Spool(spool.path, durable=False)
+    try:
+        assert mover._db.execute("PRAGMA synchronous").fetchone() == (1,)
+        assert mover.identity == spool.identity
+    finally:
+        mover.close()

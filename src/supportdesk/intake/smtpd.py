@@ -1,9 +1,12 @@
 """The SMTP gateway: accepts mail for our mailboxes and answers 250 only once it is stored.
 
 It does nothing else: parsing, threading and replies happen in the MAIL_RECEIVED handler run
-that commits with the stored row, so a slow or failing processor never makes a sender wait
-or lose a message. Django's database calls are synchronous, so they run beside the asyncio
-loop: the mailbox lookups in a thread pool, the stores in one store thread (Storer).
+that commits with the message's row, so a slow or failing processor never makes a sender
+wait or lose a message. A 250 waits for the gateway's own spool (intake/spool.py), not for
+the main database, whose one write lock on SQLite the workers hold while they process: a
+mover thread (Mover) moves the spooled rows into it. Django's database calls are
+synchronous, so they run beside the asyncio loop: the mailbox lookups in a thread pool, the
+stores in one store thread (Storer), the moves in the mover's.
 """
 
 from __future__ import annotations
@@ -47,8 +50,8 @@ MAX_RECIPIENTS = 100
 MAILBOX_CACHE_SECONDS = 5.0
 # The mailbox lookups (every MAILBOX_CACHE_SECONDS at most) run beside the event loop.
 LOOKUP_THREADS = 1
-# How long a thread may hold the GIL while another waits for it. The store thread committing
-# a batch holds the database's one write lock while it writes the rows; at Python's default
+# How long a thread may hold the GIL while another waits for it. A thread committing a batch
+# (the store thread, the mover) holds a write lock while it writes the rows; at Python's default
 # of 5 ms it lost the GIL to the SMTP thread and sat out whole intervals holding that lock:
 # at 0.5 ms the gateway alone accepted 260-269 mails a second instead of 199-213
 # (bench/README.md, "Mail in").
@@ -74,7 +77,7 @@ class Storer:
     """The gateway's one store thread: it takes the mails waiting, writes their files
     (store.keep), takes the mails that arrived meanwhile and writes theirs, and so on until
     none is waiting; then it fsyncs all the files together and commits all their rows
-    together (store.commit_kept).
+    together into the spool (store.commit_spooled), and wakes the mover.
 
     One thread, not a pool of them each waiting on a shared commit: the threads fought the
     SMTP thread for the GIL, and with their hand-overs (a pool's queue, a condition
@@ -239,7 +242,7 @@ class Mover:
                 stopping = self._stopping.is_set()
                 try:
                     if spool is None:
-                        spool = Spool()
+                        spool = Spool(durable=False)
                     close_old_connections()  # a connection the database dropped is replaced
                     self.moved += move_all(spool)
                 except Exception:

@@ -72,10 +72,13 @@ def spool_path() -> Path:
 class Spool:
     """One connection to the spool file, for the thread that opened it.
 
-    Every commit is synced (synchronous=FULL): a sender is told "stored" after it.
+    The gateway's store thread's commits are synced (synchronous=FULL): a sender is told
+    "stored" after them. A mover's (`durable=False`) only forget rows already moved, which
+    need no sync of their own: the next synced commit carries them, and a forget lost in a
+    power cut leaves rows that the mark skips.
     """
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, durable: bool = True) -> None:
         self.path = path or spool_path()
         made = not self.path.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,7 +86,7 @@ class Spool:
             self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
         )
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         with self.transaction():
             for statement in _SCHEMA:
                 self._db.execute(statement)
@@ -218,7 +221,7 @@ def move_spooled_mail() -> int:
     path = spool_path()
     if not path.exists():
         return 0
-    spool = Spool(path)
+    spool = Spool(path, durable=False)
     try:
         moved = move_all(spool)
     finally:

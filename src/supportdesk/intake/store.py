@@ -12,7 +12,8 @@ Messages stored at the same time share the costly part (docs/decisions.md, "Grou
 the mail gateway"): each caller writes its own file, then one of the waiting callers
 fsyncs the files and their directories together (side by side: intake/syncs.py) and
 commits every row queued meanwhile in one transaction. The mail gateway does both steps in
-its one store thread (keep, then commit_kept).
+its one store thread (keep, then commit_spooled: its rows commit to its spool, intake/spool.py,
+and move into the database from there).
 """
 
 from __future__ import annotations
