@@ -36,7 +36,7 @@ from supportdesk.events.models import Event, HandlerRun, RunState
 logger = logging.getLogger(__name__)
 
 BATCH = 50  # runs one wake-up may drain, so a backlog needs few tasks
-CLAIM_MAX = 8  # runs claimed in one statement: a killed worker leaves at most this many
+CLAIM_MAX = 16  # runs claimed in one statement: a killed worker leaves at most this many
 SWEEP_LIMIT = 1000
 BACKOFF_FIRST_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 3600.0

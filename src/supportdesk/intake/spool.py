@@ -30,7 +30,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from supportdesk.intake.models import InboundMessage, SpoolMark
+from supportdesk.intake.models import InboundMessage, Mailbox, SpoolMark
 from supportdesk.intake.store import insert_received
 
 logger = logging.getLogger(__name__)
@@ -189,10 +189,24 @@ def move(spool: Spool, limit: int = MOVE_MAX) -> Moved:
         fresh = [message for spool_id, message in rows if spool_id > mark.moved_through]
         through = max(mark.moved_through, rows[-1][0])
         if fresh:
+            _forget_deleted_mailboxes(fresh)
             insert_received(fresh)
             SpoolMark.objects.filter(pk=mark.pk).update(moved_through=through)
     spool.moved_through = through
     return Moved(len(fresh), through)
+
+
+def _forget_deleted_mailboxes(messages: list[InboundMessage]) -> None:
+    """A mailbox an admin deleted after its mail was spooled: the message is moved without
+    it (as the foreign key's SET_NULL would have left it), rather than failing the move of
+    every mail behind it. The processor opens such a message's ticket with its defaults."""
+    named = {message.mailbox_id for message in messages if message.mailbox_id is not None}
+    if not named:
+        return
+    existing = set(Mailbox.objects.filter(pk__in=named).values_list("pk", flat=True))
+    for message in messages:
+        if message.mailbox_id is not None and message.mailbox_id not in existing:
+            message.mailbox_id = None
 
 
 def _mark(identity: str) -> int:
