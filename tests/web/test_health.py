@@ -109,3 +109,39 @@ def test_healthz_costs_two_queries_however_long_the_queue(client, db):
         make_run(handler=f"h{index}", state=[RunState.PENDING, RunState.FAILED][index % 2])
         heartbeat(f"w{index}", timezone.now())
     assert queries() == few == 2
+
+
+def test_the_mail_spool_is_reported_and_never_made(client, db, settings, tmp_path):
+    settings.MAIL_SPOOL_PATH = tmp_path / "spool.sqlite3"
+    assert client.get("/healthz").json()["mail_spool"] == {"waiting": 0, "oldest_seconds": None}
+    assert not settings.MAIL_SPOOL_PATH.exists()  # no gateway ran: nothing waits
+
+
+def test_mail_waiting_in_the_spool_is_reported_with_its_age(client, db, settings, tmp_path):
+    from datetime import UTC, datetime
+
+    from supportdesk.intake.models import InboundMessage
+    from supportdesk.intake.spool import Spool
+
+    settings.MAIL_SPOOL_PATH = tmp_path / "spool.sqlite3"
+    gateway = Spool()
+    try:
+        with gateway.transaction():
+            gateway.insert([InboundMessage(source="smtp", raw="a.eml", size=1, sha256="0")] * 2)
+        ten_minutes_ago = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
+        gateway._db.execute("UPDATE spooled SET received_at = ? WHERE id = 1", (ten_minutes_ago,))
+    finally:
+        gateway.close()
+    figures = client.get("/healthz").json()["mail_spool"]
+    assert figures["waiting"] == 2
+    assert 600 <= figures["oldest_seconds"] < 660
+
+
+def test_an_unreadable_spool_is_reported_and_the_answer_is_still_200(
+    client, db, settings, tmp_path
+):
+    settings.MAIL_SPOOL_PATH = tmp_path / "spool.sqlite3"
+    settings.MAIL_SPOOL_PATH.write_bytes(b"not a database" * 100)
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["mail_spool"]["waiting"] is None

@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -243,3 +244,27 @@ def move_spooled_mail() -> int:
     if moved:
         logger.warning("Moved %d mails a mail gateway had left in its spool.", moved)
     return moved
+
+
+def status(now: datetime) -> dict[str, Any]:
+    """For /healthz: mail the gateway accepted that is not in the database yet (`waiting`;
+    moved rows leave the spool a moment after their move) and how long the oldest has
+    waited. A growing `oldest_seconds` means the moves fail: the gateway's log says why.
+    Read-only, and never made: no gateway ever ran, nothing waits."""
+    path = spool_path()
+    if not path.exists():
+        return {"waiting": 0, "oldest_seconds": None}
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_SECONDS)
+        ) as spool:
+            waiting, oldest = spool.execute(
+                "SELECT count(*), min(received_at) FROM spooled"
+            ).fetchone()
+    except sqlite3.Error as error:
+        logger.warning("Health check: the mail spool could not be read: %s", error)
+        return {"waiting": None, "oldest_seconds": None, "error": str(error)}
+    if oldest is None:
+        return {"waiting": 0, "oldest_seconds": None}
+    waited = (now - datetime.fromisoformat(str(oldest))).total_seconds()
+    return {"waiting": int(waiting), "oldest_seconds": round(max(0.0, waited), 1)}
