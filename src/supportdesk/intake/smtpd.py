@@ -192,8 +192,8 @@ def _settle(settled: list[tuple[asyncio.Future[Any], object]]) -> None:
 
 class Mover:
     """The gateway's thread that moves its spool's rows into the main database (spool.move),
-    woken by each commit of the store thread and then left MOVE_DELAY_SECONDS for more to
-    come, so that it takes the main database's write lock once for many mails. A failure
+    woken by each commit of the store thread and then left DELAY_SECONDS for more to come,
+    so that it takes the main database's write lock once for many mails. A failure
     (the database locked or down) leaves the rows in the spool; it tries again after
     RETRY_SECONDS, and at the latest every IDLE_SECONDS."""
 
@@ -207,7 +207,6 @@ class Mover:
         self._thread = threading.Thread(target=self._run, name="smtpd-move", daemon=True)
         self._passes = 0
         self._passed = threading.Condition()
-        self.moved = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -244,7 +243,7 @@ class Mover:
                     if spool is None:
                         spool = Spool(durable=False)
                     close_old_connections()  # a connection the database dropped is replaced
-                    self.moved += move_all(spool)
+                    move_all(spool)
                 except Exception:
                     logger.exception("Moving spooled mail failed; it stays in the spool.")
                     self._pass_ended()
