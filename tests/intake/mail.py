@@ -71,7 +71,7 @@ def store(raw: bytes, *, to: str = "support") -> InboundMessage:
         envelope_to=[box.address],
     )  # fmt: skip
     with transaction.atomic():
-        store_module._insert_rows([message])  # the row and its processing run, as the gateway's
+        store_module.insert_received([message])  # the row and its processing run, as the gateway's
     return message
 
 

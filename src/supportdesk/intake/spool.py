@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 
 from supportdesk.intake.models import InboundMessage, Mailbox, SpoolMark
-from supportdesk.intake.store import insert_received
+from supportdesk.intake.store import insert_received, synced_commits
 
 logger = logging.getLogger(__name__)
 
@@ -139,13 +139,6 @@ class Spool:
         with self.transaction():
             self._db.execute("DELETE FROM spooled WHERE id <= ?", (spool_id,))
 
-    def waiting(self) -> int:
-        """Rows not yet moved, as far as this connection knows the mark."""
-        found = self._db.execute(
-            "SELECT count(*) FROM spooled WHERE id > ?", (self.moved_through or 0,)
-        ).fetchone()
-        return int(found[0])
-
 
 def _message(row: Sequence[object]) -> InboundMessage:
     values = dict(zip(_COLUMNS, row, strict=True))
@@ -181,10 +174,7 @@ def move(spool: Spool, limit: int = MOVE_MAX) -> Moved:
     rows = spool.after(spool.moved_through, limit)
     if not rows:
         return Moved(0, spool.moved_through)
-    if connection.vendor == "sqlite" and not connection.in_atomic_block:
-        # The spool forgets what this commit moved: it must survive a power cut.
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA synchronous=FULL")
+    synced_commits()  # the spool forgets what this commit moved: it must survive a power cut
     with transaction.atomic():
         mark = SpoolMark.objects.select_for_update().get(spool=spool.identity)
         fresh = [message for spool_id, message in rows if spool_id > mark.moved_through]

@@ -392,17 +392,11 @@ def _insert_batch(batch: list[Pending], synced: Callable[[], dict[str, OSError]]
     """
     committing = False
     try:
-        if connection.vendor == "sqlite" and not connection.in_atomic_block:
-            # The sender is told "stored" after this commit: WAL's NORMAL sync could lose it.
-            # (SQLite refuses the change inside a transaction: a caller's, such as a test's.)
-            with connection.cursor() as cursor:
-                cursor.execute("PRAGMA synchronous=FULL")
-            # A sender waits for this commit: it goes before the workers' (sqlite_backend).
-            setattr(connection, "urgent_writes", True)  # noqa: B010  (our backend's alone)
+        synced_commits(urgent=True)  # the sender is told "stored" after this commit
         with transaction.atomic():
             outcomes: dict[int, InboundMessage | IntegrityError] = {}
             plain = [pending.message for pending in batch if not pending.message.imap_uid]
-            _insert_rows(plain)  # the SMTP messages: each table's rows in one statement
+            insert_received(plain)  # the SMTP messages: each table's rows in one statement
             for message in plain:
                 outcomes[id(message)] = message
             for pending in batch:
@@ -443,16 +437,24 @@ def _insert_imap(message: InboundMessage) -> InboundMessage | IntegrityError:
     (the unique imap_uid) fails alone, not the batch it shares."""
     try:
         with transaction.atomic():
-            _insert_rows([message])
+            insert_received([message])
     except IntegrityError as error:
         return error
     return message
 
 
-def insert_received(messages: list[InboundMessage]) -> None:
-    """The rows of messages whose files are synced, and their MAIL_RECEIVED events with
-    their runs, inside the caller's transaction (the spool's move: intake/spool.py)."""
-    _insert_rows(messages)
+def synced_commits(*, urgent: bool = False) -> None:
+    """This thread's SQLite connection fsyncs its commits from now on: WAL's NORMAL sync
+    could lose the last ones in a power cut, and a sender is told "stored" (or a spool
+    forgets what was moved) after them. SQLite refuses the change inside a transaction (a
+    caller's, such as a test's): nothing to do there, nor on PostgreSQL. `urgent`: a sender
+    waits for these commits, which go before the workers' (sqlite_backend)."""
+    if connection.vendor != "sqlite" or connection.in_atomic_block:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA synchronous=FULL")
+    if urgent:
+        setattr(connection, "urgent_writes", True)  # noqa: B010  (our backend's alone)
 
 
 def commit_spooled(batch: Sequence[Pending], spool: Spool) -> list[int | StoreUnavailable]:
@@ -487,7 +489,10 @@ def commit_spooled(batch: Sequence[Pending], spool: Spool) -> list[int | StoreUn
     return outcomes
 
 
-def _insert_rows(messages: list[InboundMessage]) -> None:
+def insert_received(messages: list[InboundMessage]) -> None:
+    """The rows of messages whose files are synced, and their MAIL_RECEIVED events with
+    their runs, inside the caller's transaction (a batch's, or the spool's move:
+    intake/spool.py)."""
     rows.insert_many(messages)  # the ORM's create cost more than the SQL (rows.py)
     record_many(
         EventKind.MAIL_RECEIVED,
